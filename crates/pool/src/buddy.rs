@@ -1,0 +1,362 @@
+//! Buddy free lists over the frame table, and the filing of free data blocks
+//! by the state of their tag blocks.
+//!
+//! Each pool (data, tag storage) has one doubly linked free list per order;
+//! the data pool has one per order *and class* ([`Class`]), so a tagged
+//! request finds a frame whose block is already reserved in O(1), and an
+//! untagged one finds a frame away from reserved blocks. The links live in
+//! the free blocks' own frame entries. Buddies are aligned relative to the
+//! start of their span (a region's data or tag frames), so regions of any
+//! size work.
+//!
+//! When a tag block changes state (reserved, released, lent, returned), the
+//! free blocks of its group are refiled: at most `32 * block_frames` entries
+//! are visited, independent of the size of the platform.
+
+use crate::frame::{Class, Frame, FrameEntry, MAX_ORDER};
+use crate::layout::{BlockId, FrameIndex, PoolKind, NIL};
+use crate::Pool;
+
+/// The class tag pool free blocks are filed under; it carries no meaning there.
+const TAG_POOL_CLASS: Class = Class::FreeBlock;
+
+impl Pool<'_> {
+    /// The state of `index`. The table is only ever written by the pool, so a
+    /// corrupt entry is a bug in the pool: stop rather than guess.
+    pub(crate) fn entry(&self, index: FrameIndex) -> Frame {
+        match self.frames[index as usize].unpack() {
+            Ok(frame) => frame,
+            Err(corrupt) => panic!("frame {index}: corrupt entry {:#x}", corrupt.0),
+        }
+    }
+
+    pub(crate) fn set(&mut self, index: FrameIndex, frame: Frame) {
+        self.frames[index as usize] = FrameEntry::pack(frame);
+    }
+
+    pub(crate) fn pool_of(&self, index: FrameIndex) -> PoolKind {
+        match self.layout.locate(index) {
+            Some(location) => location.pool,
+            None => panic!("frame {index} is not managed"),
+        }
+    }
+
+    fn list_head(&mut self, pool: PoolKind, order: u8, class: Class) -> &mut FrameIndex {
+        match pool {
+            PoolKind::Data => &mut self.data_lists[order as usize][class as usize],
+            PoolKind::Tag => &mut self.tag_lists[order as usize],
+        }
+    }
+
+    /// The head of the free list of `pool`, `order` and `class`.
+    pub(crate) fn first_free(&self, pool: PoolKind, order: u8, class: Class) -> FrameIndex {
+        match pool {
+            PoolKind::Data => self.data_lists[order as usize][class as usize],
+            PoolKind::Tag => self.tag_lists[order as usize],
+        }
+    }
+
+    fn set_links(&mut self, index: FrameIndex, next: Option<FrameIndex>, prev: Option<FrameIndex>) {
+        if let Frame::FreeHead {
+            order,
+            class,
+            next: n,
+            prev: p,
+        } = self.entry(index)
+        {
+            self.set(
+                index,
+                Frame::FreeHead {
+                    order,
+                    class,
+                    next: next.unwrap_or(n),
+                    prev: prev.unwrap_or(p),
+                },
+            );
+        } else {
+            panic!("frame {index} is linked in a free list but is not a free head");
+        }
+    }
+
+    /// Links `head` (a free block of `order`) at the front of its list.
+    fn list_push(&mut self, head: FrameIndex, order: u8, class: Class) {
+        let pool = self.pool_of(head);
+        let class = if pool == PoolKind::Tag {
+            TAG_POOL_CLASS
+        } else {
+            class
+        };
+        let old_first = *self.list_head(pool, order, class);
+        self.set(
+            head,
+            Frame::FreeHead {
+                order,
+                class,
+                next: old_first,
+                prev: NIL,
+            },
+        );
+        if old_first != NIL {
+            self.set_links(old_first, None, Some(head));
+        }
+        *self.list_head(pool, order, class) = head;
+    }
+
+    /// Unlinks free block `head` from its list.
+    fn list_remove(&mut self, head: FrameIndex) {
+        let Frame::FreeHead {
+            order,
+            class,
+            next,
+            prev,
+        } = self.entry(head)
+        else {
+            panic!("frame {head} is not a free head");
+        };
+        let pool = self.pool_of(head);
+        if prev == NIL {
+            *self.list_head(pool, order, class) = next;
+        } else {
+            self.set_links(prev, Some(next), None);
+        }
+        if next != NIL {
+            self.set_links(next, None, Some(prev));
+        }
+        self.set(
+            head,
+            Frame::FreeHead {
+                order,
+                class,
+                next: NIL,
+                prev: NIL,
+            },
+        );
+    }
+
+    fn count_free(&mut self, pool: PoolKind, frames: u32, freed: bool) {
+        let counter = match pool {
+            PoolKind::Data => &mut self.stats.data_frames_free,
+            PoolKind::Tag => &mut self.stats.tag_frames_free,
+        };
+        if freed {
+            *counter += frames;
+        } else {
+            *counter -= frames;
+        }
+    }
+
+    /// Frees the block of `order` at `head` (whose entries the caller no
+    /// longer needs), merging with free buddies. Bounded by `MAX_ORDER`
+    /// merges plus `2^order` entry writes.
+    pub(crate) fn insert_free_block(&mut self, head: FrameIndex, order: u8) {
+        for index in head + 1..head + (1 << order) {
+            self.set(index, Frame::FreeTail);
+        }
+        let pool = self.pool_of(head);
+        self.count_free(pool, 1 << order, true);
+        let (span_first, span_frames) = self.layout.span_of(head);
+        let mut head = head;
+        let mut order = order;
+        while order < MAX_ORDER {
+            let relative = head - span_first;
+            let buddy_relative = relative ^ (1 << order);
+            if buddy_relative + (1 << order) > span_frames {
+                break;
+            }
+            let buddy = span_first + buddy_relative;
+            match self.entry(buddy) {
+                Frame::FreeHead {
+                    order: buddy_order, ..
+                } if buddy_order == order => {
+                    self.list_remove(buddy);
+                    let upper = head.max(buddy);
+                    self.set(upper, Frame::FreeTail);
+                    head = head.min(buddy);
+                    order += 1;
+                    self.work.merges += 1;
+                }
+                _ => break,
+            }
+        }
+        let class = self.class_of_block(head, order);
+        self.list_push(head, order, class);
+    }
+
+    /// Takes the free block at `head` (of order `found`) off its list and
+    /// splits it down to `order`, returning the unused halves. The caller
+    /// owns the `2^order` frames at `head` afterwards and must set them.
+    pub(crate) fn take_free_block(&mut self, head: FrameIndex, order: u8) {
+        let Frame::FreeHead { order: found, .. } = self.entry(head) else {
+            panic!("frame {head} is not a free head");
+        };
+        debug_assert!(found >= order);
+        self.list_remove(head);
+        let pool = self.pool_of(head);
+        self.count_free(pool, 1 << found, false);
+        let mut current = found;
+        while current > order {
+            current -= 1;
+            let upper = head + (1 << current);
+            self.split_off(upper, current);
+        }
+    }
+
+    /// Files the free half `head` of `order` produced by a split.
+    fn split_off(&mut self, head: FrameIndex, order: u8) {
+        let class = self.class_of_block(head, order);
+        self.list_push(head, order, class);
+        let pool = self.pool_of(head);
+        self.count_free(pool, 1 << order, true);
+        self.work.splits += 1;
+    }
+
+    /// The free block containing `index`, if `index` is free: its head and order.
+    pub(crate) fn containing_free_block(&self, index: FrameIndex) -> Option<(FrameIndex, u8)> {
+        let (span_first, _) = self.layout.span_of(index);
+        let relative = index - span_first;
+        for order in 0..=MAX_ORDER {
+            let head = span_first + (relative & !((1u32 << order) - 1));
+            if let Frame::FreeHead { order: found, .. } = self.entry(head) {
+                if found == order {
+                    return Some((head, order));
+                }
+            }
+        }
+        None
+    }
+
+    /// Takes the aligned block of `order` at `start`, every frame of which
+    /// is free, out of the free lists by splitting the block that contains it.
+    pub(crate) fn extract_free(&mut self, start: FrameIndex, order: u8) {
+        let Some((mut head, mut current)) = self.containing_free_block(start) else {
+            panic!("frame {start} is not free");
+        };
+        debug_assert!(current >= order);
+        self.list_remove(head);
+        let pool = self.pool_of(head);
+        self.count_free(pool, 1 << current, false);
+        while current > order {
+            current -= 1;
+            let upper = head + (1 << current);
+            if start >= upper {
+                self.split_off(head, current);
+                head = upper;
+            } else {
+                self.split_off(upper, current);
+            }
+        }
+        debug_assert_eq!(head, start);
+    }
+
+    /// Whether `block` is reserved for tags.
+    pub(crate) fn block_reserved(&self, block: BlockId) -> bool {
+        let first = self.layout.block_tag_frames(block).start;
+        matches!(self.entry(first), Frame::TagReserved { .. })
+    }
+
+    /// The class of one tag block: reserved, lent (some frame holds data) or free.
+    pub(crate) fn block_class(&self, block: BlockId) -> Class {
+        let frames = self.layout.block_tag_frames(block);
+        if matches!(self.entry(frames.start), Frame::TagReserved { .. }) {
+            return Class::Reserved;
+        }
+        if frames
+            .clone()
+            .any(|f| matches!(self.entry(f), Frame::Owned(_)))
+        {
+            Class::Lent
+        } else {
+            Class::FreeBlock
+        }
+    }
+
+    /// Borrowed frames in `block`: the pages a recall must move.
+    pub(crate) fn block_borrowers(&self, block: BlockId) -> u32 {
+        self.layout
+            .block_tag_frames(block)
+            .filter(|&f| matches!(self.entry(f), Frame::Owned(_)))
+            .count() as u32
+    }
+
+    /// The tag blocks whose groups a data range touches.
+    pub(crate) fn blocks_touched(
+        &self,
+        head: FrameIndex,
+        frames: u32,
+    ) -> core::ops::Range<BlockId> {
+        match (
+            self.layout.group_block(head),
+            self.layout.group_block(head + frames - 1),
+        ) {
+            (Some(first), Some(last)) => first..last + 1,
+            // Memory without tag storage touches no block.
+            _ => 0..0,
+        }
+    }
+
+    /// The class a free data block of `order` at `head` belongs in: the
+    /// costliest class among the tag blocks it touches.
+    pub(crate) fn class_of_block(&self, head: FrameIndex, order: u8) -> Class {
+        if self.pool_of(head) == PoolKind::Tag {
+            return TAG_POOL_CLASS;
+        }
+        if self.layout.group_block(head).is_none() {
+            return Class::Untaggable;
+        }
+        let mut worst = Class::Reserved;
+        for block in self.blocks_touched(head, 1 << order) {
+            worst = worst.max(self.block_class(block));
+        }
+        worst
+    }
+
+    /// Moves `head` to the list its class says, if it is elsewhere.
+    fn refile(&mut self, head: FrameIndex) {
+        let Frame::FreeHead { order, class, .. } = self.entry(head) else {
+            return;
+        };
+        let wanted = self.class_of_block(head, order);
+        if wanted != class {
+            self.list_remove(head);
+            self.list_push(head, order, wanted);
+        }
+    }
+
+    /// Refiles every free block touching the group of `block`, after the
+    /// block changed state. Visits at most the group's frames plus two
+    /// containing-block searches.
+    pub(crate) fn refile_group(&mut self, block: BlockId) {
+        let group = self.layout.block_data_frames(block);
+        if let Some((head, _)) = self.containing_free_block(group.start) {
+            self.refile(head);
+        }
+        let mut index = group.start;
+        while index < group.end {
+            self.work.frames_scanned += 1;
+            match self.entry(index) {
+                Frame::FreeHead { order, .. } => {
+                    self.refile(index);
+                    index += 1 << order;
+                }
+                _ => index += 1,
+            }
+        }
+        if let Some((head, _)) = self.containing_free_block(group.end - 1) {
+            self.refile(head);
+        }
+    }
+
+    /// Refiles the groups of every tag block `tag_frame .. + frames` touches,
+    /// after frames of it were lent or returned.
+    pub(crate) fn refile_after_tag_change(&mut self, tag_frame: FrameIndex, frames: u32) {
+        let Some(first) = self.layout.tag_block(tag_frame) else {
+            return;
+        };
+        let Some(last) = self.layout.tag_block(tag_frame + frames - 1) else {
+            return;
+        };
+        for block in first..=last {
+            self.refile_group(block);
+        }
+    }
+}

@@ -1,0 +1,517 @@
+//! The tagloan pool core: where every physical frame goes.
+//!
+//! The pool owns the frames of a system, data memory and MTE tag storage
+//! alike. It lends tag storage frames to untagged, movable data while no tags
+//! need them, and recalls them (migrating the borrowers out) when a tagged
+//! allocation or a tag-enable fault needs the tag block. See `DESIGN.md` §2–§5
+//! for the model and §3 for the invariants `check_invariants()` verifies.
+//!
+//! The core is pure: `no_std`, no `alloc`, no `unsafe`. The caller sizes its
+//! tables with [`Pool::storage_sizes`] and hands them in as slices; every
+//! table is bounded. Effects on the machine (map, unmap, copy, zero, tags) go
+//! through the [`Kernel`] and [`TagOps`] traits the caller implements. Every
+//! operation either completes or fails with a typed [`PoolError`] and leaves
+//! the pool exactly as it was (I12): it plans first, checks that the plan can
+//! be carried out, and only then changes anything.
+#![no_std]
+#![forbid(unsafe_code)]
+
+mod buddy;
+mod error;
+mod frame;
+mod invariants;
+mod layout;
+mod ops;
+mod placement;
+
+pub use error::{ArgumentRule, BusyReason, InitError, PoolError};
+pub use frame::{
+    Class, CorruptEntry, Frame, FrameEntry, Mode, Owned, CLASSES, MAX_CLIENTS, MAX_DEFERRED_SLOTS,
+    MAX_ORDER, ORDERS,
+};
+pub use invariants::{Invariant, Subject, Violation};
+pub use layout::{
+    BlockId, FrameIndex, Layout, LayoutError, Location, PoolKind, RegionSpec, TagSpec, MAX_FRAMES,
+    MAX_REGIONS,
+};
+pub use ops::{AllocRequest, Allocation, PageInfo, PageState, Resolution};
+pub use tagloan_mte::{FrameTags, Pfn, TagOps, FRAME_BYTES, ZERO_TAGS};
+
+use layout::NIL;
+
+/// Identifies a client: its index in the client table given to [`Pool::new`].
+pub type ClientId = u8;
+
+/// How a client maps a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Read-write, untagged.
+    Normal,
+    /// Read-write with the MTE tagged memory attribute.
+    Tagged,
+    /// Mapped but inaccessible: any access faults to the fault handler.
+    NoAccess,
+}
+
+/// The kernel operations the server performs on behalf of the pool.
+///
+/// Implementations must not fail: the seL4 backend provisions page tables for
+/// every client window at start-up, so mapping a page inside a window always
+/// succeeds. `map` replaces nothing; the pool unmaps first.
+pub trait Kernel {
+    /// Maps `frame` into `client`'s VSpace at `vaddr`.
+    fn map(&mut self, client: ClientId, vaddr: u64, frame: Pfn, access: Access);
+    /// Removes the mapping at `vaddr` from `client`'s VSpace.
+    fn unmap(&mut self, client: ClientId, vaddr: u64);
+    /// Copies the data (not the tags) of `source` to `destination`.
+    fn copy_frame(&mut self, source: Pfn, destination: Pfn);
+    /// Zeroes the data of `frame`.
+    fn zero_frame(&mut self, frame: Pfn);
+}
+
+/// Everything the pool needs from the machine.
+pub trait Machine: Kernel + TagOps {}
+impl<T: Kernel + TagOps> Machine for T {}
+
+/// Where untagged movable data goes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LendPolicy {
+    /// The data pool first; tag storage only when it is exhausted (the RFC).
+    LastResort,
+    /// Tag storage first whenever it is more than half of free memory (CMA's rule).
+    Balanced,
+}
+
+/// Where tagged data goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagPlacement {
+    /// Prefer frames whose tag block is reserved, then free, then lent
+    /// (cheapest recall first); untagged data avoids reserved groups.
+    Affinity,
+    /// The RFC's way: any free frame, then reserve its block. Kept to measure
+    /// what affinity saves; not meant for production.
+    AnyPage,
+}
+
+/// Pool configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Lending policy for untagged movable data.
+    pub lend: LendPolicy,
+    /// Placement of tagged data.
+    pub placement: TagPlacement,
+    /// Slots in the deferred-tag store.
+    pub deferred_slots: u16,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            lend: LendPolicy::LastResort,
+            placement: TagPlacement::Affinity,
+            deferred_slots: 64,
+        }
+    }
+}
+
+/// A client as declared in the system: its heap window and quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientSpec {
+    /// First virtual address of the heap window (4 KiB aligned).
+    pub window_base: u64,
+    /// Size of the window in pages.
+    pub window_pages: u32,
+    /// Most frames the client may hold at once.
+    pub quota_frames: u32,
+}
+
+/// Per-client state, kept in a caller-provided table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientState {
+    window_base: u64,
+    window_pages: u32,
+    quota_frames: u32,
+    frames_used: u32,
+    /// Offset of this client's pages in the page map.
+    map_first: u32,
+}
+
+impl ClientState {
+    /// Frames the client holds now.
+    pub fn frames_used(&self) -> u32 {
+        self.frames_used
+    }
+    /// The client's quota.
+    pub fn quota_frames(&self) -> u32 {
+        self.quota_frames
+    }
+}
+
+/// One slot of the bounded deferred-tag store (tags parked by frame).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeferredSlot {
+    frame: FrameIndex,
+    tags: FrameTags,
+}
+
+impl Default for DeferredSlot {
+    fn default() -> DeferredSlot {
+        DeferredSlot {
+            frame: NIL,
+            tags: ZERO_TAGS,
+        }
+    }
+}
+
+/// How long each caller-provided table must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageSizes {
+    /// Frame entries: one per managed frame.
+    pub frames: usize,
+    /// Page map entries: one per page of every client window.
+    pub page_map: usize,
+    /// Deferred-tag slots.
+    pub deferred: usize,
+    /// Client states.
+    pub clients: usize,
+}
+
+impl StorageSizes {
+    /// Bookkeeping bytes for these tables.
+    pub fn bytes(&self) -> usize {
+        self.frames * core::mem::size_of::<FrameEntry>()
+            + self.page_map * core::mem::size_of::<FrameIndex>()
+            + self.deferred * core::mem::size_of::<DeferredSlot>()
+            + self.clients * core::mem::size_of::<ClientState>()
+    }
+}
+
+/// The tables the caller provides, sized by [`Pool::storage_sizes`].
+pub struct Storage<'a> {
+    /// One entry per managed frame.
+    pub frames: &'a mut [FrameEntry],
+    /// One entry per window page of every client.
+    pub page_map: &'a mut [FrameIndex],
+    /// The deferred-tag store.
+    pub deferred: &'a mut [DeferredSlot],
+    /// One state per client.
+    pub clients: &'a mut [ClientState],
+}
+
+/// Failures by cause.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FailureCounts {
+    pub invalid_argument: u64,
+    pub not_owner: u64,
+    pub out_of_quota: u64,
+    pub no_memory: u64,
+    pub already_mapped: u64,
+    pub not_mapped: u64,
+    pub busy: u64,
+    pub unsupported: u64,
+    pub deferred_store_full: u64,
+}
+
+impl FailureCounts {
+    fn count(&mut self, error: &PoolError) {
+        let counter = match error {
+            PoolError::InvalidArgument { .. } => &mut self.invalid_argument,
+            PoolError::NotOwner { .. } => &mut self.not_owner,
+            PoolError::OutOfQuota { .. } => &mut self.out_of_quota,
+            PoolError::NoMemory { .. } => &mut self.no_memory,
+            PoolError::AlreadyMapped { .. } => &mut self.already_mapped,
+            PoolError::NotMapped { .. } => &mut self.not_mapped,
+            PoolError::Busy { .. } => &mut self.busy,
+            PoolError::Unsupported => &mut self.unsupported,
+            PoolError::DeferredStoreFull { .. } => &mut self.deferred_store_full,
+        };
+        *counter += 1;
+    }
+
+    /// All failures.
+    pub fn total(&self) -> u64 {
+        self.invalid_argument
+            + self.not_owner
+            + self.out_of_quota
+            + self.no_memory
+            + self.already_mapped
+            + self.not_mapped
+            + self.busy
+            + self.unsupported
+            + self.deferred_store_full
+    }
+}
+
+/// Pool statistics (DESIGN §6 `stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Every managed frame.
+    pub frames_total: u32,
+    /// Data pool frames.
+    pub data_frames_total: u32,
+    /// Tag storage frames (the RFC's `MetadataTotal`).
+    pub tag_frames_total: u32,
+    /// Free data pool frames.
+    pub data_frames_free: u32,
+    /// Free tag storage frames (the RFC's `MetadataFree`).
+    pub tag_frames_free: u32,
+    /// Tag storage frames lent as data.
+    pub tag_frames_lent: u32,
+    /// Tag blocks.
+    pub blocks_total: u32,
+    /// Tag blocks reserved for tags.
+    pub blocks_reserved: u32,
+    /// Frames mapped tagged.
+    pub frames_tagged: u32,
+    /// Frames used by the server itself.
+    pub frames_server: u32,
+    /// Pages moved from one frame to another.
+    pub migrations: u64,
+    /// Tag blocks taken back from borrowers.
+    pub recalls: u64,
+    /// Tags parked in the deferred store.
+    pub deferred_parked: u64,
+    /// Deferred tags restored on a tagged mapping.
+    pub deferred_restored: u64,
+    /// Requests refused, by cause.
+    pub failures: FailureCounts,
+}
+
+/// Elementary steps of the last operation, for the bounded-work tests
+/// (DESIGN §9): every operation has a documented bound on each counter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Frame entries examined by scans (refiling, candidate search, evacuation).
+    pub frames_scanned: u32,
+    /// Buddy splits.
+    pub splits: u32,
+    /// Buddy merges.
+    pub merges: u32,
+    /// Pages copied.
+    pub pages_copied: u32,
+    /// Pages zeroed.
+    pub pages_zeroed: u32,
+    /// Tag writes (zero, copy or restore of one frame's tags).
+    pub tag_writes: u32,
+}
+
+/// The pool. Borrows its tables from the caller.
+pub struct Pool<'a> {
+    layout: Layout,
+    config: Config,
+    frames: &'a mut [FrameEntry],
+    page_map: &'a mut [FrameIndex],
+    deferred: &'a mut [DeferredSlot],
+    clients: &'a mut [ClientState],
+    data_lists: [[FrameIndex; CLASSES]; ORDERS],
+    tag_lists: [FrameIndex; ORDERS],
+    stats: Stats,
+    work: Work,
+    /// Where the next search for a range to evacuate starts.
+    evacuation_cursor: FrameIndex,
+}
+
+impl<'a> Pool<'a> {
+    /// The table sizes [`Pool::new`] needs for this layout, clients and config.
+    pub fn storage_sizes(layout: &Layout, clients: &[ClientSpec], config: &Config) -> StorageSizes {
+        StorageSizes {
+            frames: layout.frames_total() as usize,
+            page_map: clients.iter().map(|c| c.window_pages as usize).sum(),
+            deferred: usize::from(config.deferred_slots),
+            clients: clients.len(),
+        }
+    }
+
+    /// Builds the pool: every frame starts free in its pool.
+    pub fn new(
+        layout: Layout,
+        clients: &[ClientSpec],
+        config: Config,
+        storage: Storage<'a>,
+    ) -> Result<Pool<'a>, InitError> {
+        let sizes = Pool::storage_sizes(&layout, clients, &config);
+        let checks = [
+            ("frames", sizes.frames, storage.frames.len()),
+            ("page_map", sizes.page_map, storage.page_map.len()),
+            ("deferred", sizes.deferred, storage.deferred.len()),
+            ("clients", sizes.clients, storage.clients.len()),
+        ];
+        for (table, expected, given) in checks {
+            if expected != given {
+                return Err(InitError::StorageSize {
+                    table,
+                    expected,
+                    given,
+                });
+            }
+        }
+        if clients.len() > MAX_CLIENTS {
+            return Err(InitError::TooManyClients {
+                count: clients.len(),
+            });
+        }
+        if usize::from(config.deferred_slots) > MAX_DEFERRED_SLOTS {
+            return Err(InitError::TooManyDeferredSlots {
+                count: usize::from(config.deferred_slots),
+            });
+        }
+        for (i, c) in clients.iter().enumerate() {
+            let end = c
+                .window_base
+                .checked_add(u64::from(c.window_pages) * FRAME_BYTES as u64);
+            if c.window_pages == 0
+                || !c.window_base.is_multiple_of(FRAME_BYTES as u64)
+                || end.is_none()
+            {
+                return Err(InitError::BadWindow { client: i as u8 });
+            }
+        }
+        for (i, a) in clients.iter().enumerate() {
+            for (j, b) in clients.iter().enumerate().skip(i + 1) {
+                let a_end = a.window_base + u64::from(a.window_pages) * FRAME_BYTES as u64;
+                let b_end = b.window_base + u64::from(b.window_pages) * FRAME_BYTES as u64;
+                if a.window_base < b_end && b.window_base < a_end {
+                    return Err(InitError::WindowsOverlap {
+                        first: i as u8,
+                        second: j as u8,
+                    });
+                }
+            }
+        }
+        let mut map_first = 0u32;
+        for (state, spec) in storage.clients.iter_mut().zip(clients) {
+            *state = ClientState {
+                window_base: spec.window_base,
+                window_pages: spec.window_pages,
+                quota_frames: spec.quota_frames,
+                frames_used: 0,
+                map_first,
+            };
+            map_first += spec.window_pages;
+        }
+        storage.page_map.fill(NIL);
+        storage.deferred.fill(DeferredSlot::default());
+        storage.frames.fill(FrameEntry::pack(Frame::FreeTail));
+        let stats = Stats {
+            frames_total: layout.frames_total(),
+            data_frames_total: layout.data_frames_total(),
+            tag_frames_total: layout.tag_frames_total(),
+            blocks_total: layout.blocks_total(),
+            ..Stats::default()
+        };
+        let mut pool = Pool {
+            layout,
+            config,
+            frames: storage.frames,
+            page_map: storage.page_map,
+            deferred: storage.deferred,
+            clients: storage.clients,
+            data_lists: [[NIL; CLASSES]; ORDERS],
+            tag_lists: [NIL; ORDERS],
+            stats,
+            work: Work::default(),
+            evacuation_cursor: 0,
+        };
+        for region in 0..layout.region_count() {
+            let r = *layout.region(region);
+            pool.seed_span(r.data_first, r.data_frames);
+            pool.seed_span(r.tag_first, r.tag_frames);
+        }
+        Ok(pool)
+    }
+
+    /// Frees a whole span into the buddy lists, as maximal aligned blocks.
+    fn seed_span(&mut self, first: FrameIndex, frames: u32) {
+        let mut offset = 0u32;
+        while offset < frames {
+            let mut order = MAX_ORDER;
+            while !offset.is_multiple_of(1 << order) || offset + (1 << order) > frames {
+                order -= 1;
+            }
+            self.insert_free_block(first + offset, order);
+            offset += 1 << order;
+        }
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Current statistics.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Elementary steps taken by the last operation.
+    pub fn last_work(&self) -> Work {
+        self.work
+    }
+
+    /// Number of declared clients.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The state of `client`, if it exists.
+    pub fn client(&self, client: ClientId) -> Option<&ClientState> {
+        self.clients.get(usize::from(client))
+    }
+
+    /// The unpacked state of `frame`, for inspection and pictures.
+    pub fn frame(&self, frame: FrameIndex) -> Option<Result<Frame, CorruptEntry>> {
+        self.frames.get(frame as usize).map(|entry| entry.unpack())
+    }
+
+    /// A fingerprint of every table and counter except the failure counts:
+    /// equal before and after a failed operation (I12). FNV-1a, for tests.
+    pub fn fingerprint(&self) -> u64 {
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut mix = |word: u64| {
+            for byte in word.to_le_bytes() {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x100_0000_01b3);
+            }
+        };
+        self.frames.iter().for_each(|f| mix(f.raw()));
+        self.page_map.iter().for_each(|&p| mix(u64::from(p)));
+        for slot in self.deferred.iter() {
+            mix(u64::from(slot.frame));
+            slot.tags.iter().for_each(|&b| mix(u64::from(b)));
+        }
+        for c in self.clients.iter() {
+            mix(c.window_base);
+            mix(u64::from(c.frames_used));
+        }
+        self.data_lists
+            .iter()
+            .flatten()
+            .for_each(|&h| mix(u64::from(h)));
+        self.tag_lists.iter().for_each(|&h| mix(u64::from(h)));
+        let s = Stats {
+            failures: FailureCounts::default(),
+            ..self.stats
+        };
+        for word in [
+            u64::from(s.data_frames_free),
+            u64::from(s.tag_frames_free),
+            u64::from(s.tag_frames_lent),
+            u64::from(s.blocks_reserved),
+            u64::from(s.frames_tagged),
+            u64::from(s.frames_server),
+            s.migrations,
+            s.recalls,
+            s.deferred_parked,
+            s.deferred_restored,
+        ] {
+            mix(word);
+        }
+        mix(u64::from(self.evacuation_cursor));
+        hash
+    }
+}

@@ -1,0 +1,344 @@
+//! Simulated physical memory and client VSpaces.
+
+use std::collections::BTreeMap;
+
+use tagloan_mte::{
+    granule_tag, pointer_tag, untagged_address, FrameTags, Pfn, Tag, TagOps, FRAME_BYTES,
+    GRANULE_BYTES, TAG_BYTES_PER_FRAME,
+};
+use tagloan_pool::{Access, ClientId, Kernel, Layout};
+
+const PAGE: u64 = FRAME_BYTES as u64;
+
+/// Sparse RAM: a frame costs memory only once it is written.
+#[derive(Clone, Debug, Default)]
+pub struct Ram {
+    frames: BTreeMap<Pfn, Box<[u8; FRAME_BYTES]>>,
+}
+
+impl Ram {
+    /// Reads `out.len()` bytes of frame `pfn` at `offset`. Unwritten RAM reads as zero.
+    pub fn read(&self, pfn: Pfn, offset: usize, out: &mut [u8]) {
+        match self.frames.get(&pfn) {
+            Some(frame) => out.copy_from_slice(&frame[offset..offset + out.len()]),
+            None => out.fill(0),
+        }
+    }
+
+    /// Writes `bytes` into frame `pfn` at `offset`.
+    pub fn write(&mut self, pfn: Pfn, offset: usize, bytes: &[u8]) {
+        let frame = self
+            .frames
+            .entry(pfn)
+            .or_insert_with(|| Box::new([0; FRAME_BYTES]));
+        frame[offset..offset + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// Whether every byte of frame `pfn` is zero.
+    pub fn is_zero(&self, pfn: Pfn) -> bool {
+        self.frames
+            .get(&pfn)
+            .is_none_or(|f| f.iter().all(|&b| b == 0))
+    }
+
+    /// Frames that have been written.
+    pub fn frames_touched(&self) -> usize {
+        self.frames.len()
+    }
+}
+
+/// Why a simulated client access faulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessFault {
+    /// No mapping, or a no-access (metadata-none) mapping: a VM fault.
+    Vm { vaddr: u64 },
+    /// The pointer's logical tag differs from the granule's allocation tag.
+    TagCheck {
+        vaddr: u64,
+        pointer_tag: Tag,
+        memory_tag: Tag,
+    },
+}
+
+/// Simulated RAM plus client VSpaces; implements the pool's [`Kernel`] and
+/// [`TagOps`] exactly as the server's backend would.
+#[derive(Clone, Debug)]
+pub struct SimMachine {
+    layout: Layout,
+    /// Physical memory, tag storage included.
+    pub ram: Ram,
+    mappings: BTreeMap<(ClientId, u64), (Pfn, Access)>,
+    /// Frames copied by the server.
+    pub frames_copied: u64,
+    /// Frames zeroed by the server.
+    pub frames_zeroed: u64,
+    /// Tag writes by the server (zero, copy or restore of one frame).
+    pub tag_writes: u64,
+}
+
+impl SimMachine {
+    /// A machine over `layout`, with all RAM zero and nothing mapped.
+    pub fn new(layout: Layout) -> SimMachine {
+        SimMachine {
+            layout,
+            ram: Ram::default(),
+            mappings: BTreeMap::new(),
+            frames_copied: 0,
+            frames_zeroed: 0,
+            tag_writes: 0,
+        }
+    }
+
+    /// Where the tags of `pfn` live. Panics for a frame without tag storage:
+    /// the pool must never write tags there (invariant I2).
+    fn tag_bytes_at(&self, pfn: Pfn) -> (Pfn, usize) {
+        match self.layout.tag_location(pfn) {
+            Some(location) => location,
+            None => panic!("tags accessed for frame {pfn:#x}, which has no tag storage"),
+        }
+    }
+
+    /// The mapping of `client` at `vaddr`, if any.
+    pub fn mapping(&self, client: ClientId, vaddr: u64) -> Option<(Pfn, Access)> {
+        self.mappings
+            .get(&(client, untagged_address(vaddr) / PAGE))
+            .copied()
+    }
+
+    /// Number of live mappings.
+    pub fn mapping_count(&self) -> usize {
+        self.mappings.len()
+    }
+
+    fn translate(
+        &self,
+        client: ClientId,
+        pointer: u64,
+        len: usize,
+    ) -> Result<(Pfn, usize, Access), AccessFault> {
+        let vaddr = untagged_address(pointer);
+        let offset = (vaddr % PAGE) as usize;
+        assert!(
+            offset + len <= FRAME_BYTES,
+            "simulated access crosses a page boundary"
+        );
+        match self.mapping(client, vaddr) {
+            Some((_, Access::NoAccess)) | None => Err(AccessFault::Vm { vaddr }),
+            Some((pfn, access)) => Ok((pfn, offset, access)),
+        }
+    }
+
+    fn check_tags(
+        &self,
+        pointer: u64,
+        pfn: Pfn,
+        offset: usize,
+        len: usize,
+    ) -> Result<(), AccessFault> {
+        let mut tags = [0; TAG_BYTES_PER_FRAME];
+        self.read_frame_tags(pfn, &mut tags);
+        let logical = pointer_tag(pointer);
+        for granule in offset / GRANULE_BYTES..(offset + len.max(1) - 1) / GRANULE_BYTES + 1 {
+            let memory = granule_tag(&tags, granule);
+            if memory != logical {
+                return Err(AccessFault::TagCheck {
+                    vaddr: untagged_address(pointer),
+                    pointer_tag: logical,
+                    memory_tag: memory,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A client load of `out.len()` bytes through `pointer` (bits 59:56 are
+    /// the logical tag, checked on tagged pages).
+    pub fn load(&self, client: ClientId, pointer: u64, out: &mut [u8]) -> Result<(), AccessFault> {
+        let (pfn, offset, access) = self.translate(client, pointer, out.len())?;
+        if access == Access::Tagged {
+            self.check_tags(pointer, pfn, offset, out.len())?;
+        }
+        self.ram.read(pfn, offset, out);
+        Ok(())
+    }
+
+    /// A client store through `pointer`.
+    pub fn store(
+        &mut self,
+        client: ClientId,
+        pointer: u64,
+        bytes: &[u8],
+    ) -> Result<(), AccessFault> {
+        let (pfn, offset, access) = self.translate(client, pointer, bytes.len())?;
+        if access == Access::Tagged {
+            self.check_tags(pointer, pfn, offset, bytes.len())?;
+        }
+        self.ram.write(pfn, offset, bytes);
+        Ok(())
+    }
+
+    /// A client STG-like store of the tags of its own tagged page at `vaddr`.
+    pub fn store_page_tags(
+        &mut self,
+        client: ClientId,
+        vaddr: u64,
+        tags: &FrameTags,
+    ) -> Result<(), AccessFault> {
+        let (pfn, _, access) = self.translate(client, vaddr & !(PAGE - 1), 0)?;
+        if access != Access::Tagged {
+            return Err(AccessFault::Vm { vaddr });
+        }
+        self.write_frame_tags(pfn, tags);
+        Ok(())
+    }
+
+    /// A client LDG-like load of the tags of its own tagged page.
+    pub fn load_page_tags(&self, client: ClientId, vaddr: u64) -> Result<FrameTags, AccessFault> {
+        let (pfn, _, access) = self.translate(client, vaddr & !(PAGE - 1), 0)?;
+        if access != Access::Tagged {
+            return Err(AccessFault::Vm { vaddr });
+        }
+        let mut tags = [0; TAG_BYTES_PER_FRAME];
+        self.read_frame_tags(pfn, &mut tags);
+        Ok(tags)
+    }
+
+    /// The tags of data frame `pfn`, read straight from tag storage.
+    pub fn read_frame_tags(&self, pfn: Pfn, tags: &mut FrameTags) {
+        let (tag_frame, offset) = self.tag_bytes_at(pfn);
+        self.ram.read(tag_frame, offset, tags);
+    }
+
+    fn write_frame_tags(&mut self, pfn: Pfn, tags: &FrameTags) {
+        let (tag_frame, offset) = self.tag_bytes_at(pfn);
+        self.ram.write(tag_frame, offset, tags);
+    }
+}
+
+impl Kernel for SimMachine {
+    fn map(&mut self, client: ClientId, vaddr: u64, frame: Pfn, access: Access) {
+        let previous = self
+            .mappings
+            .insert((client, vaddr / PAGE), (frame, access));
+        assert!(
+            previous.is_none(),
+            "client {client}: {vaddr:#x} mapped twice without unmap"
+        );
+    }
+
+    fn unmap(&mut self, client: ClientId, vaddr: u64) {
+        let previous = self.mappings.remove(&(client, vaddr / PAGE));
+        assert!(
+            previous.is_some(),
+            "client {client}: unmapping {vaddr:#x}, which is not mapped"
+        );
+    }
+
+    fn copy_frame(&mut self, source: Pfn, destination: Pfn) {
+        let mut data = [0; FRAME_BYTES];
+        self.ram.read(source, 0, &mut data);
+        self.ram.write(destination, 0, &data);
+        self.frames_copied += 1;
+    }
+
+    fn zero_frame(&mut self, frame: Pfn) {
+        self.ram.write(frame, 0, &[0; FRAME_BYTES]);
+        self.frames_zeroed += 1;
+    }
+}
+
+impl TagOps for SimMachine {
+    fn zero_tags(&mut self, frame: Pfn) {
+        self.write_frame_tags(frame, &[0; TAG_BYTES_PER_FRAME]);
+        self.tag_writes += 1;
+    }
+
+    fn copy_tags(&mut self, source: Pfn, destination: Pfn) {
+        let mut tags = [0; TAG_BYTES_PER_FRAME];
+        self.read_frame_tags(source, &mut tags);
+        self.write_frame_tags(destination, &tags);
+        self.tag_writes += 1;
+    }
+
+    fn read_tags(&mut self, frame: Pfn, tags: &mut FrameTags) {
+        self.read_frame_tags(frame, tags);
+    }
+
+    fn write_tags(&mut self, frame: Pfn, tags: &FrameTags) {
+        self.write_frame_tags(frame, tags);
+        self.tag_writes += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tagloan_mte::{uniform_tags, with_pointer_tag};
+    use tagloan_pool::{RegionSpec, TagSpec};
+
+    fn machine() -> SimMachine {
+        let layout = Layout::new(&[RegionSpec {
+            data_base: 0x100,
+            data_frames: 64,
+            tags: Some(TagSpec {
+                base: 0x200,
+                frames: 2,
+                block_frames: 1,
+            }),
+        }])
+        .unwrap();
+        SimMachine::new(layout)
+    }
+
+    #[test]
+    fn tags_live_in_the_tag_storage_frames_of_ram() {
+        let mut m = machine();
+        m.write_tags(0x100 + 33, &uniform_tags(Tag::from_low_bits(5)));
+        // Data frame 33 is the second frame of the second group of 32: its tags
+        // are bytes 128..256 of tag frame 0x201.
+        let mut raw = [0u8; 128];
+        m.ram.read(0x201, 128, &mut raw);
+        assert!(raw.iter().all(|&b| b == 0x55));
+        // Writing that tag frame as data changes the tags, as on hardware.
+        m.ram.write(0x201, 128, &[0x11; 16]);
+        let mut tags = [0; 128];
+        m.read_tags(0x100 + 33, &mut tags);
+        assert_eq!(tags[0], 0x11);
+        assert_eq!(tags[16], 0x55);
+    }
+
+    #[test]
+    fn a_mismatched_pointer_tag_faults_and_a_matching_one_does_not() {
+        let mut m = machine();
+        m.map(1, 0x4000_0000, 0x100, Access::Tagged);
+        m.write_tags(0x100, &uniform_tags(Tag::from_low_bits(3)));
+        let good = with_pointer_tag(0x4000_0010, Tag::from_low_bits(3));
+        let bad = with_pointer_tag(0x4000_0010, Tag::from_low_bits(4));
+        assert_eq!(m.store(1, good, &[1, 2, 3]), Ok(()));
+        assert_eq!(
+            m.store(1, bad, &[1]),
+            Err(AccessFault::TagCheck {
+                vaddr: 0x4000_0010,
+                pointer_tag: Tag::from_low_bits(4),
+                memory_tag: Tag::from_low_bits(3)
+            })
+        );
+        let mut out = [0; 3];
+        m.load(1, good, &mut out).unwrap();
+        assert_eq!(out, [1, 2, 3]);
+    }
+
+    #[test]
+    fn no_access_and_unmapped_pages_raise_vm_faults() {
+        let mut m = machine();
+        m.map(1, 0x4000_0000, 0x100, Access::NoAccess);
+        assert_eq!(
+            m.store(1, 0x4000_0000, &[1]),
+            Err(AccessFault::Vm { vaddr: 0x4000_0000 })
+        );
+        assert_eq!(
+            m.store(1, 0x5000_0000, &[1]),
+            Err(AccessFault::Vm { vaddr: 0x5000_0000 })
+        );
+    }
+}
