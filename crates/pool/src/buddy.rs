@@ -184,7 +184,8 @@ impl Pool<'_> {
 
     /// Takes the free block at `head` (of order `found`) off its list and
     /// splits it down to `order`, returning the unused halves. The caller
-    /// owns the `2^order` frames at `head` afterwards and must set them.
+    /// owns the `2^order` frames at `head` afterwards (left as free tails, on
+    /// no list) and must set them.
     pub(crate) fn take_free_block(&mut self, head: FrameIndex, order: u8) {
         let Frame::FreeHead { order: found, .. } = self.entry(head) else {
             panic!("frame {head} is not a free head");
@@ -199,6 +200,8 @@ impl Pool<'_> {
             let upper = head + (1 << current);
             self.split_off(upper, current);
         }
+        // No stale free head may remain: refiling looks for free heads.
+        self.set(head, Frame::FreeTail);
     }
 
     /// Files the free half `head` of `order` produced by a split.
@@ -246,6 +249,7 @@ impl Pool<'_> {
             }
         }
         debug_assert_eq!(head, start);
+        self.set(head, Frame::FreeTail);
     }
 
     /// Whether `block` is reserved for tags.

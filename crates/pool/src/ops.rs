@@ -454,7 +454,18 @@ impl Pool<'_> {
     /// Plan check for reserving `blocks`: every borrower needs a destination
     /// outside them, with `data_taken` data frames already spoken for.
     fn check_reservation(&self, blocks: &[BlockId], data_taken: u32) -> Result<(), PoolError> {
-        let borrowers: u32 = blocks.iter().map(|&b| self.block_borrowers(b)).sum();
+        self.check_reservation_moving(blocks, data_taken, 0)
+    }
+
+    /// As [`Pool::check_reservation`], with `moving` borrowers that the
+    /// caller moves itself and that need no destination.
+    fn check_reservation_moving(
+        &self,
+        blocks: &[BlockId],
+        data_taken: u32,
+        moving: u32,
+    ) -> Result<(), PoolError> {
+        let borrowers = blocks.iter().map(|&b| self.block_borrowers(b)).sum::<u32>() - moving;
         let blocked: u32 = blocks.iter().map(|&b| self.free_frames_in(b)).sum();
         let available =
             (self.stats.data_frames_free - data_taken) + (self.stats.tag_frames_free - blocked);
@@ -673,7 +684,7 @@ impl Pool<'_> {
         let mut evacuate_at = None;
         let head = if request.tagged {
             let head = self
-                .find_tagged_data(request.order, None)
+                .find_tagged_data(request.order)
                 .ok_or(PoolError::NoMemory { frames: pages })?;
             reserve = self.unreserved_blocks(head, pages);
             self.check_reservation(&reserve, pages)?;
@@ -892,23 +903,30 @@ impl Pool<'_> {
                 reason: BusyReason::Pinned,
             });
         }
-        // Plan: a taggable destination outside the page's own block.
-        let avoid = self.layout.tag_block(index);
+        // Plan: a taggable destination. Its block may be the very block the
+        // page borrows; then the page itself is not a borrower to recall.
         let destination = self
-            .find_tagged_data(0, avoid)
+            .find_tagged_data(0)
             .ok_or(PoolError::NoMemory { frames: 1 })?;
         let reserve = self.unreserved_blocks(destination, 1);
-        self.check_reservation(&reserve, 1)?;
-        // Commit.
+        let own_block = self.layout.tag_block(index).filter(|b| reserve.contains(b));
+        self.check_reservation_moving(&reserve, 1, u32::from(own_block.is_some()))?;
+        // Commit: move the page first, so the recall never sees it.
         self.take_free_block(destination, 0);
-        self.commit_reservation(machine, &reserve);
         let moved = self.relocate(machine, index, destination);
         debug_assert_eq!(moved.page, page);
+        if own_block.is_some() {
+            // The frame joins the block being reserved.
+            self.put(index, Frame::TagReservedTail);
+        }
+        self.commit_reservation(machine, &reserve);
         let restored = self.install_tags(machine, destination, &mut owned);
         owned.mode = Mode::Tagged;
         self.put(destination, Frame::Owned(owned));
         self.add_ref(destination);
-        self.free_frame(index);
+        if own_block.is_none() {
+            self.free_frame(index);
+        }
         machine.map(client, page_vaddr, self.pfn(destination), Access::Tagged);
         Ok(Resolution::Tagged {
             migrated: true,
@@ -1016,7 +1034,7 @@ impl Pool<'_> {
         }
         let head = if tagged {
             let head = self
-                .find_tagged_data(0, None)
+                .find_tagged_data(0)
                 .ok_or(PoolError::NoMemory { frames: 1 })?;
             let reserve = self.unreserved_blocks(head, 1);
             self.check_reservation(&reserve, 1)?;

@@ -8,7 +8,7 @@
 //! bounded number of list heads, never at the whole platform.
 
 use crate::frame::{Class, Frame, MAX_ORDER};
-use crate::layout::{BlockId, FrameIndex, PoolKind, NIL};
+use crate::layout::{FrameIndex, PoolKind, NIL};
 use crate::{LendPolicy, Pool, TagPlacement};
 
 /// How many lent candidates a tagged search compares to find the cheapest recall.
@@ -38,7 +38,7 @@ impl Pool<'_> {
                 }
                 None
             }
-            TagPlacement::AnyPage => self.find_any_data(order, false, None),
+            TagPlacement::AnyPage => self.find_any_data(order, false),
         }
     }
 
@@ -68,13 +68,8 @@ impl Pool<'_> {
         }
     }
 
-    /// A free data block of at least `order` for tagged data, never touching
-    /// `avoid`. Returns its head.
-    pub(crate) fn find_tagged_data(
-        &mut self,
-        order: u8,
-        avoid: Option<BlockId>,
-    ) -> Option<FrameIndex> {
+    /// A free data block of at least `order` for tagged data: its head.
+    pub(crate) fn find_tagged_data(&mut self, order: u8) -> Option<FrameIndex> {
         match self.config.placement {
             TagPlacement::Affinity => {
                 for class in [Class::Reserved, Class::FreeBlock] {
@@ -85,30 +80,22 @@ impl Pool<'_> {
                         }
                     }
                 }
-                self.cheapest_lent(order, avoid)
+                self.cheapest_lent(order)
             }
-            TagPlacement::AnyPage => self.find_any_data(order, true, avoid),
+            TagPlacement::AnyPage => self.find_any_data(order, true),
         }
     }
 
     /// The RFC's placement: the smallest free block of any class.
-    fn find_any_data(
-        &mut self,
-        order: u8,
-        tagged: bool,
-        avoid: Option<BlockId>,
-    ) -> Option<FrameIndex> {
+    fn find_any_data(&mut self, order: u8, tagged: bool) -> Option<FrameIndex> {
         for found in order..=MAX_ORDER {
             for class in UNTAGGED_CLASSES {
                 if tagged && class == Class::Untaggable {
                     continue;
                 }
-                let mut head = self.first_free(PoolKind::Data, found, class);
-                while head != NIL {
-                    if !self.touches(head, found, avoid) {
-                        return Some(head);
-                    }
-                    head = self.next_free(head);
+                let head = self.first_free(PoolKind::Data, found, class);
+                if head != NIL {
+                    return Some(head);
                 }
             }
         }
@@ -123,13 +110,6 @@ impl Pool<'_> {
         }
     }
 
-    fn touches(&self, head: FrameIndex, order: u8, avoid: Option<BlockId>) -> bool {
-        match avoid {
-            Some(block) => self.blocks_touched(head, 1 << order).contains(&block),
-            None => false,
-        }
-    }
-
     /// Pages a recall must move to make a data block of `order` at `head` taggable.
     pub(crate) fn recall_cost(&self, head: FrameIndex, order: u8) -> u32 {
         self.blocks_touched(head, 1 << order)
@@ -138,22 +118,19 @@ impl Pool<'_> {
             .sum()
     }
 
-    /// Among the first [`LENT_CANDIDATES`] lent-class blocks that do not
-    /// touch `avoid`, the one whose recall moves the fewest pages. Skipping
-    /// `avoid` visits at most one group's worth of extra entries.
-    fn cheapest_lent(&mut self, order: u8, avoid: Option<BlockId>) -> Option<FrameIndex> {
+    /// Among the first [`LENT_CANDIDATES`] lent-class blocks, the one whose
+    /// recall moves the fewest pages.
+    fn cheapest_lent(&mut self, order: u8) -> Option<FrameIndex> {
         let mut best: Option<(u32, FrameIndex)> = None;
         let mut compared = 0;
         for found in order..=MAX_ORDER {
             let mut head = self.first_free(PoolKind::Data, found, Class::Lent);
             while head != NIL && compared < LENT_CANDIDATES {
-                if !self.touches(head, found, avoid) {
-                    let cost = self.recall_cost(head, found);
-                    if best.is_none_or(|(best_cost, _)| cost < best_cost) {
-                        best = Some((cost, head));
-                    }
-                    compared += 1;
+                let cost = self.recall_cost(head, found);
+                if best.is_none_or(|(best_cost, _)| cost < best_cost) {
+                    best = Some((cost, head));
                 }
+                compared += 1;
                 head = self.next_free(head);
             }
         }
