@@ -51,16 +51,31 @@ fn untagged_data_uses_the_data_pool_first_and_then_borrows_tag_storage() {
 
 #[test]
 fn balanced_policy_lends_tag_storage_while_it_is_over_half_of_free_memory() {
-    let config = Config { lend: LendPolicy::Balanced, ..Config::default() };
+    let config = Config {
+        lend: LendPolicy::Balanced,
+        ..Config::default()
+    };
     small_rig!(pool, machine, config);
     // 64 data + 2 tag frames free: tag storage is not over half, so data first.
-    assert!(!alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, 0), 0)).unwrap().in_tag_storage);
+    assert!(
+        !alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, 0), 0))
+            .unwrap()
+            .in_tag_storage
+    );
     for n in 1..62 {
         alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, n), 0)).unwrap();
     }
     // 2 data + 2 tag frames free: still not over half. Then 1 data + 2 tags: over half.
-    assert!(!alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, 62), 0)).unwrap().in_tag_storage);
-    assert!(alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, 63), 0)).unwrap().in_tag_storage);
+    assert!(
+        !alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, 62), 0))
+            .unwrap()
+            .in_tag_storage
+    );
+    assert!(
+        alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, 63), 0))
+            .unwrap()
+            .in_tag_storage
+    );
 }
 
 #[test]
@@ -72,7 +87,10 @@ fn tagged_allocation_reserves_its_block_and_comes_with_zero_data_and_tags() {
     pool.free(&mut machine, 0, page(0, 0)).unwrap();
     let a = alloc_checked(&mut pool, &mut machine, 0, tagged(page(0, 1), 0)).unwrap();
     assert_eq!(a.first_frame, dirty.first_frame, "the same frame is reused");
-    assert!(machine.ram.is_zero(a.first_frame), "I10: data zeroed before hand-out");
+    assert!(
+        machine.ram.is_zero(a.first_frame),
+        "I10: data zeroed before hand-out"
+    );
     assert_eq!(machine.load_page_tags(0, page(0, 1)).unwrap(), [0; 128]);
     assert_eq!(pool.stats().blocks_reserved, 1);
     assert_eq!(pool.stats().frames_tagged, 1);
@@ -85,9 +103,12 @@ fn tagged_allocation_reserves_its_block_and_comes_with_zero_data_and_tags() {
 fn tagged_memory_never_comes_from_tag_storage() {
     small_rig!(pool, machine);
     fill_data_pool(&mut pool, &mut machine);
-    refused(&mut pool, &mut machine, PoolError::NoMemory { frames: 1 }, |p, m| {
-        p.alloc(m, 0, tagged(page(0, 0), 0))
-    });
+    refused(
+        &mut pool,
+        &mut machine,
+        PoolError::NoMemory { frames: 1 },
+        |p, m| p.alloc(m, 0, tagged(page(0, 0), 0)),
+    );
 }
 
 #[test]
@@ -96,7 +117,11 @@ fn freeing_the_last_tagged_frame_returns_the_block_to_the_tag_pool() {
     for n in 0..3 {
         alloc_checked(&mut pool, &mut machine, 0, tagged(page(0, n), 0)).unwrap();
     }
-    assert_eq!(pool.stats().blocks_reserved, 1, "affinity: three frames share one block");
+    assert_eq!(
+        pool.stats().blocks_reserved,
+        1,
+        "affinity: three frames share one block"
+    );
     assert_eq!(pool.stats().tag_frames_free, 1);
     for n in 0..3 {
         pool.free(&mut machine, 0, page(0, n)).unwrap();
@@ -114,7 +139,9 @@ fn recall_migrates_borrowers_and_keeps_their_data() {
     for n in 0..2 {
         let a = alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, n), 0)).unwrap();
         assert!(a.in_tag_storage);
-        machine.store(0, page(0, n), &[0x40 + n as u8; 256]).unwrap();
+        machine
+            .store(0, page(0, n), &[0x40 + n as u8; 256])
+            .unwrap();
     }
     // Free a few data frames in the second group (frames 32..), keeping room
     // for the borrowers, then ask for tagged memory there.
@@ -125,8 +152,15 @@ fn recall_migrates_borrowers_and_keeps_their_data() {
     let t = alloc_checked(&mut pool, &mut machine, 1, tagged(page(1, 100), 0)).unwrap();
     let stats = pool.stats();
     assert_eq!(stats.recalls, 1);
-    assert_eq!(stats.migrations, 1, "only the borrower of the recalled block moves");
-    assert_eq!(machine.frames_copied - copies_before, 1, "a recall copies at most block_frames pages");
+    assert_eq!(
+        stats.migrations, 1,
+        "only the borrower of the recalled block moves"
+    );
+    assert_eq!(
+        machine.frames_copied - copies_before,
+        1,
+        "a recall copies at most block_frames pages"
+    );
     assert_eq!(stats.tag_frames_lent, 1);
     assert!(!t.in_tag_storage);
     // The borrowers' data is intact at the same virtual address.
@@ -149,9 +183,12 @@ fn a_recall_with_no_destination_fails_atomically() {
     // One data frame free: the tagged page takes it, and the borrower of its
     // block has nowhere to go.
     pool.free(&mut machine, 1, page(1, 5)).unwrap();
-    refused(&mut pool, &mut machine, PoolError::NoMemory { frames: 1 }, |p, m| {
-        p.alloc(m, 1, tagged(page(1, 200), 0))
-    });
+    refused(
+        &mut pool,
+        &mut machine,
+        PoolError::NoMemory { frames: 1 },
+        |p, m| p.alloc(m, 1, tagged(page(1, 200), 0)),
+    );
     assert_eq!(pool.stats().recalls, 0);
     assert_eq!(pool.stats().failures.no_memory, 1);
 }
@@ -171,12 +208,20 @@ fn storage_reserved_but_never_tagged_is_released_on_free() {
     alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, 2), 0)).unwrap();
     pool.enable_tagging(&mut machine, 0, page(0, 2), 1).unwrap();
     pool.resolve_fault(&mut machine, 0, page(0, 2)).unwrap();
-    pool.disable_tagging(&mut machine, 0, page(0, 2), 1).unwrap();
+    pool.disable_tagging(&mut machine, 0, page(0, 2), 1)
+        .unwrap();
     assert_eq!(pool.stats().blocks_reserved, 0);
     pool.free(&mut machine, 0, page(0, 2)).unwrap();
     assert_invariants(&pool);
     let stats = pool.stats();
-    assert_eq!((stats.blocks_reserved, stats.tag_frames_free, stats.data_frames_free), (0, 2, 64));
+    assert_eq!(
+        (
+            stats.blocks_reserved,
+            stats.tag_frames_free,
+            stats.data_frames_free
+        ),
+        (0, 2, 64)
+    );
 }
 
 #[test]
@@ -191,7 +236,11 @@ fn block_size_above_one_reserves_exactly_the_block_of_the_group() {
     let a = alloc_checked(&mut pool, &mut machine, 0, tagged(page(0, 0), 5)).unwrap();
     assert_eq!(a.pages, 32);
     assert_eq!(pool.stats().blocks_reserved, 1);
-    assert_eq!(pool.stats().tag_frames_free, 2, "one block of two frames reserved, not two blocks");
+    assert_eq!(
+        pool.stats().tag_frames_free,
+        2,
+        "one block of two frames reserved, not two blocks"
+    );
     pool.free(&mut machine, 0, page(0, 0)).unwrap();
     assert_invariants(&pool);
     assert_eq!(pool.stats().tag_frames_free, 4);
@@ -204,18 +253,37 @@ fn lazy_tagging_faults_then_maps_tagged_with_data_kept_and_tags_zero() {
     machine.store(0, page(0, 0), b"lazy data").unwrap();
     pool.enable_tagging(&mut machine, 0, page(0, 0), 1).unwrap();
     assert_invariants(&pool);
-    assert_eq!(pool.query(0, page(0, 0)).unwrap().state, PageState::MetadataNone);
-    assert_eq!(pool.stats().blocks_reserved, 0, "no storage reserved before the first access");
+    assert_eq!(
+        pool.query(0, page(0, 0)).unwrap().state,
+        PageState::MetadataNone
+    );
+    assert_eq!(
+        pool.stats().blocks_reserved,
+        0,
+        "no storage reserved before the first access"
+    );
     let mut out = [0u8; 9];
-    assert_eq!(machine.load(0, page(0, 0), &mut out), Err(AccessFault::Vm { vaddr: page(0, 0) }));
+    assert_eq!(
+        machine.load(0, page(0, 0), &mut out),
+        Err(AccessFault::Vm { vaddr: page(0, 0) })
+    );
     let r = pool.resolve_fault(&mut machine, 0, page(0, 0) + 8).unwrap();
-    assert_eq!(r, Resolution::Tagged { migrated: false, deferred_restored: false });
+    assert_eq!(
+        r,
+        Resolution::Tagged {
+            migrated: false,
+            deferred_restored: false
+        }
+    );
     assert_invariants(&pool);
     machine.load(0, page(0, 0), &mut out).unwrap();
     assert_eq!(&out, b"lazy data");
     assert_eq!(machine.load_page_tags(0, page(0, 0)).unwrap(), [0; 128]);
     // A second fault on the same page (a race) is harmless.
-    assert_eq!(pool.resolve_fault(&mut machine, 0, page(0, 0)).unwrap(), Resolution::AlreadyTagged);
+    assert_eq!(
+        pool.resolve_fault(&mut machine, 0, page(0, 0)).unwrap(),
+        Resolution::AlreadyTagged
+    );
 }
 
 #[test]
@@ -227,10 +295,21 @@ fn a_page_in_tag_storage_is_migrated_out_before_it_is_tagged() {
     machine.store(0, page(0, 0), b"borrowed").unwrap();
     pool.enable_tagging(&mut machine, 0, page(0, 0), 1).unwrap();
     // No data frame free: resolving needs one and fails cleanly.
-    refused(&mut pool, &mut machine, PoolError::NoMemory { frames: 1 }, |p, m| p.resolve_fault(m, 0, page(0, 0)));
+    refused(
+        &mut pool,
+        &mut machine,
+        PoolError::NoMemory { frames: 1 },
+        |p, m| p.resolve_fault(m, 0, page(0, 0)),
+    );
     pool.free(&mut machine, 1, page(1, 0)).unwrap();
     let r = pool.resolve_fault(&mut machine, 0, page(0, 0)).unwrap();
-    assert_eq!(r, Resolution::Tagged { migrated: true, deferred_restored: false });
+    assert_eq!(
+        r,
+        Resolution::Tagged {
+            migrated: true,
+            deferred_restored: false
+        }
+    );
     assert_invariants(&pool);
     let info = pool.query(0, page(0, 0)).unwrap();
     assert!(!info.in_tag_storage);
@@ -245,14 +324,31 @@ fn pinning_a_borrowed_page_moves_it_out_of_tag_storage_and_pinned_never_lands_th
     small_rig!(pool, machine);
     fill_data_pool(&mut pool, &mut machine);
     for n in 0..2 {
-        assert!(alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, n), 0)).unwrap().in_tag_storage);
+        assert!(
+            alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, n), 0))
+                .unwrap()
+                .in_tag_storage
+        );
     }
     machine.store(0, page(0, 0), b"pin me").unwrap();
     // Memory is full: a pinned page may not take tag storage, and nothing
     // can be evacuated to make room.
-    let pinned = AllocRequest { pinned: true, ..untagged(page(0, 2), 0) };
-    refused(&mut pool, &mut machine, PoolError::NoMemory { frames: 1 }, |p, m| p.alloc(m, 0, pinned));
-    refused(&mut pool, &mut machine, PoolError::NoMemory { frames: 1 }, |p, m| p.pin(m, 0, page(0, 0)));
+    let pinned = AllocRequest {
+        pinned: true,
+        ..untagged(page(0, 2), 0)
+    };
+    refused(
+        &mut pool,
+        &mut machine,
+        PoolError::NoMemory { frames: 1 },
+        |p, m| p.alloc(m, 0, pinned),
+    );
+    refused(
+        &mut pool,
+        &mut machine,
+        PoolError::NoMemory { frames: 1 },
+        |p, m| p.pin(m, 0, page(0, 0)),
+    );
     pool.free(&mut machine, 1, page(1, 7)).unwrap();
     pool.pin(&mut machine, 0, page(0, 0)).unwrap();
     assert_invariants(&pool);
@@ -264,7 +360,10 @@ fn pinning_a_borrowed_page_moves_it_out_of_tag_storage_and_pinned_never_lands_th
     refused(
         &mut pool,
         &mut machine,
-        PoolError::InvalidArgument { rule: ArgumentRule::AlreadyPinned, value: page(0, 0) },
+        PoolError::InvalidArgument {
+            rule: ArgumentRule::AlreadyPinned,
+            value: page(0, 0),
+        },
         |p, m| p.pin(m, 0, page(0, 0)),
     );
     pool.unpin(0, page(0, 0)).unwrap();
@@ -276,10 +375,17 @@ fn a_pinned_request_on_a_full_data_pool_evacuates_a_movable_page_into_tag_storag
     small_rig!(pool, machine);
     fill_data_pool(&mut pool, &mut machine);
     machine.store(1, page(1, 0), b"movable").unwrap();
-    let pinned = AllocRequest { pinned: true, ..untagged(page(0, 0), 0) };
+    let pinned = AllocRequest {
+        pinned: true,
+        ..untagged(page(0, 0), 0)
+    };
     let a = alloc_checked(&mut pool, &mut machine, 0, pinned).unwrap();
     assert!(!a.in_tag_storage);
-    assert_eq!(pool.stats().tag_frames_lent, 1, "the evacuated page went to tag storage");
+    assert_eq!(
+        pool.stats().tag_frames_lent,
+        1,
+        "the evacuated page went to tag storage"
+    );
     let mut out = [0u8; 7];
     machine.load(1, page(1, 0), &mut out).unwrap();
     assert_eq!(&out, b"movable");
@@ -290,12 +396,22 @@ fn a_contiguous_request_evacuates_a_range_and_parks_tags_until_the_next_fault() 
     small_rig!(pool, machine);
     // Fragment the data pool: every other frame taken, some of them tagged.
     for n in 0..64 {
-        let request = if n % 8 == 0 { tagged(page(0, n), 0) } else { untagged(page(0, n), 0) };
+        let request = if n % 8 == 0 {
+            tagged(page(0, n), 0)
+        } else {
+            untagged(page(0, n), 0)
+        };
         alloc_checked(&mut pool, &mut machine, 0, request).unwrap();
     }
     let marker = uniform_tags(Tag::from_low_bits(0x9));
     machine.store_page_tags(0, page(0, 0), &marker).unwrap();
-    machine.store(0, with_pointer_tag(page(0, 0), Tag::from_low_bits(9)), b"tagged data").unwrap();
+    machine
+        .store(
+            0,
+            with_pointer_tag(page(0, 0), Tag::from_low_bits(9)),
+            b"tagged data",
+        )
+        .unwrap();
     for n in (1..64).step_by(2) {
         pool.free(&mut machine, 0, page(0, n)).unwrap();
     }
@@ -304,7 +420,13 @@ fn a_contiguous_request_evacuates_a_range_and_parks_tags_until_the_next_fault() 
     // evacuates the first aligned range. Frame 0's block stays reserved by
     // frames 8.., but free frames of reserved groups are taken first by the
     // evacuated tagged page only if there are any; fill them so its tags park.
-    let request = AllocRequest { vaddr: page(1, 0), order: 3, tagged: false, pinned: true, contiguous: true };
+    let request = AllocRequest {
+        vaddr: page(1, 0),
+        order: 3,
+        tagged: false,
+        pinned: true,
+        contiguous: true,
+    };
     let a = alloc_checked(&mut pool, &mut machine, 1, request).unwrap();
     assert_eq!(a.pages, 8);
     let info = pool.query(0, page(0, 0)).unwrap();
@@ -313,14 +435,30 @@ fn a_contiguous_request_evacuates_a_range_and_parks_tags_until_the_next_fault() 
         assert!(info.deferred_tags);
         assert_eq!(stats.deferred_parked, 1);
         let r = pool.resolve_fault(&mut machine, 0, page(0, 0)).unwrap();
-        assert_eq!(r, Resolution::Tagged { migrated: false, deferred_restored: true });
+        assert_eq!(
+            r,
+            Resolution::Tagged {
+                migrated: false,
+                deferred_restored: true
+            }
+        );
         assert_invariants(&pool);
     } else {
-        assert_eq!(info.state, PageState::Tagged, "moved to a reserved block with its tags");
+        assert_eq!(
+            info.state,
+            PageState::Tagged,
+            "moved to a reserved block with its tags"
+        );
     }
     assert_eq!(machine.load_page_tags(0, page(0, 0)).unwrap(), marker);
     let mut out = [0u8; 11];
-    machine.load(0, with_pointer_tag(page(0, 0), Tag::from_low_bits(9)), &mut out).unwrap();
+    machine
+        .load(
+            0,
+            with_pointer_tag(page(0, 0), Tag::from_low_bits(9)),
+            &mut out,
+        )
+        .unwrap();
     assert_eq!(&out, b"tagged data");
 }
 
@@ -332,29 +470,57 @@ fn an_evacuated_tagged_page_parks_its_tags_when_no_reserved_frame_is_free() {
     for n in 1..64 {
         alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, n), 0)).unwrap();
     }
-    machine.store_page_tags(0, page(0, 0), &uniform_tags(Tag::from_low_bits(6))).unwrap();
+    machine
+        .store_page_tags(0, page(0, 0), &uniform_tags(Tag::from_low_bits(6)))
+        .unwrap();
     // Free single frames only in group 1 (odd frames: no order-1 block forms),
     // so the tagged page's destination block is not reserved.
     for n in (1..15).step_by(2) {
         pool.free(&mut machine, 0, page(0, n)).unwrap();
     }
-    let request = AllocRequest { vaddr: page(1, 0), order: 1, tagged: false, pinned: true, contiguous: true };
+    let request = AllocRequest {
+        vaddr: page(1, 0),
+        order: 1,
+        tagged: false,
+        pinned: true,
+        contiguous: true,
+    };
     alloc_checked(&mut pool, &mut machine, 1, request).unwrap();
     let info = pool.query(0, page(0, 0)).unwrap();
     assert_eq!(info.state, PageState::MetadataNone);
     assert!(info.deferred_tags);
     assert_eq!(pool.stats().deferred_parked, 1);
     assert_eq!(pool.stats().frames_tagged, 0);
-    assert_eq!(pool.stats().blocks_reserved, 0, "the old block was released");
+    assert_eq!(
+        pool.stats().blocks_reserved,
+        0,
+        "the old block was released"
+    );
     let r = pool.resolve_fault(&mut machine, 0, page(0, 0)).unwrap();
-    assert_eq!(r, Resolution::Tagged { migrated: false, deferred_restored: true });
+    assert_eq!(
+        r,
+        Resolution::Tagged {
+            migrated: false,
+            deferred_restored: true
+        }
+    );
     assert_invariants(&pool);
-    assert_eq!(machine.load_page_tags(0, page(0, 0)).unwrap(), uniform_tags(Tag::from_low_bits(6)));
+    assert_eq!(
+        machine.load_page_tags(0, page(0, 0)).unwrap(),
+        uniform_tags(Tag::from_low_bits(6))
+    );
 }
 
 #[test]
 fn a_full_deferred_store_makes_evacuation_fail_cleanly() {
-    small_rig!(pool, machine, Config { deferred_slots: 0, ..Config::default() });
+    small_rig!(
+        pool,
+        machine,
+        Config {
+            deferred_slots: 0,
+            ..Config::default()
+        }
+    );
     alloc_checked(&mut pool, &mut machine, 0, tagged(page(0, 0), 0)).unwrap();
     for n in 1..64 {
         alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, n), 0)).unwrap();
@@ -365,7 +531,13 @@ fn a_full_deferred_store_makes_evacuation_fail_cleanly() {
     // Every order-1 range holds a used frame; those holding the tagged page
     // cannot move it (no slot), the others can. So evacuation picks another
     // range: the tagged page is never in a range that is chosen.
-    let request = AllocRequest { vaddr: page(1, 0), order: 1, tagged: false, pinned: true, contiguous: true };
+    let request = AllocRequest {
+        vaddr: page(1, 0),
+        order: 1,
+        tagged: false,
+        pinned: true,
+        contiguous: true,
+    };
     alloc_checked(&mut pool, &mut machine, 1, request).unwrap();
     assert_eq!(pool.query(0, page(0, 0)).unwrap().state, PageState::Tagged);
     assert_eq!(pool.stats().deferred_parked, 0);
@@ -378,14 +550,19 @@ fn reclaim_returns_every_frame_of_a_client() {
     alloc_checked(&mut pool, &mut machine, 0, tagged(page(0, 0), 2)).unwrap();
     alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, 8), 3)).unwrap();
     alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, 20), 0)).unwrap();
-    pool.enable_tagging(&mut machine, 0, page(0, 20), 1).unwrap();
+    pool.enable_tagging(&mut machine, 0, page(0, 20), 1)
+        .unwrap();
     alloc_checked(&mut pool, &mut machine, 1, untagged(page(1, 0), 0)).unwrap();
     assert_eq!(pool.reclaim_client(&mut machine, 0).unwrap(), 4 + 8 + 1);
     assert_invariants(&pool);
     assert_eq!(pool.client(0).unwrap().frames_used(), 0);
     assert_eq!(pool.stats().data_frames_free, before.data_frames_free - 1);
     assert_eq!(pool.stats().blocks_reserved, 0);
-    assert_eq!(machine.mapping_count(), 1, "only client 1's page is still mapped");
+    assert_eq!(
+        machine.mapping_count(),
+        1,
+        "only client 1's page is still mapped"
+    );
 }
 
 #[test]
@@ -401,30 +578,115 @@ fn every_bad_request_gets_its_typed_error_and_changes_nothing() {
     let m = &mut machine;
     let p = &mut pool;
     let invalid = |rule, value| PoolError::InvalidArgument { rule, value };
-    refused(p, m, invalid(ArgumentRule::OrderTooLarge, 10), |p, m| p.alloc(m, 0, untagged(page(0, 4), 10)));
-    refused(p, m, invalid(ArgumentRule::Misaligned, page(0, 4) + 1), |p, m| p.alloc(m, 0, untagged(page(0, 4) + 1, 0)));
-    refused(p, m, invalid(ArgumentRule::OutsideWindow, page(0, 16)), |p, m| p.alloc(m, 0, untagged(page(0, 16), 0)));
-    refused(p, m, invalid(ArgumentRule::OutsideWindow, page(0, 12)), |p, m| p.alloc(m, 0, untagged(page(0, 12), 3)));
-    refused(p, m, invalid(ArgumentRule::OutsideWindow, 0x1000), |p, m| p.alloc(m, 0, untagged(0x1000, 0)));
-    refused(p, m, invalid(ArgumentRule::UnknownClient, 7), |p, m| p.alloc(m, 7, untagged(page(0, 4), 0)));
-    refused(p, m, PoolError::NotOwner { client: 0, vaddr: page(1, 0), owner: 1 }, |p, m| p.free(m, 0, page(1, 0)));
-    refused(p, m, PoolError::NotOwner { client: 0, vaddr: page(1, 0), owner: 1 }, |p, m| {
-        p.enable_tagging(m, 0, page(1, 0), 1)
+    refused(p, m, invalid(ArgumentRule::OrderTooLarge, 10), |p, m| {
+        p.alloc(m, 0, untagged(page(0, 4), 10))
     });
-    refused(p, m, PoolError::NotOwner { client: 0, vaddr: page(1, 0), owner: 1 }, |p, m| p.pin(m, 0, page(1, 0)));
-    refused(p, m, PoolError::AlreadyMapped { vaddr: page(0, 0) }, |p, m| p.alloc(m, 0, untagged(page(0, 0), 2)));
-    refused(p, m, PoolError::NotMapped { vaddr: page(0, 5) }, |p, m| p.free(m, 0, page(0, 5)));
-    refused(p, m, invalid(ArgumentRule::NotAllocationHead, page(0, 1)), |p, m| p.free(m, 0, page(0, 1)));
-    refused(p, m, PoolError::NotMapped { vaddr: page(0, 2) }, |p, m| p.enable_tagging(m, 0, page(0, 0), 3));
-    refused(p, m, invalid(ArgumentRule::BadPageCount, 0), |p, m| p.enable_tagging(m, 0, page(0, 0), 0));
-    refused(p, m, invalid(ArgumentRule::NotAwaitingTags, page(0, 0)), |p, m| p.resolve_fault(m, 0, page(0, 0)));
-    refused(p, m, invalid(ArgumentRule::NotPinned, page(0, 0)), |p, _| p.unpin(0, page(0, 0)));
-    refused(p, m, PoolError::OutOfQuota { client: 0, used: 2, requested: 8, quota: 8 }, |p, m| {
-        p.alloc(m, 0, untagged(page(0, 8), 3))
+    refused(
+        p,
+        m,
+        invalid(ArgumentRule::Misaligned, page(0, 4) + 1),
+        |p, m| p.alloc(m, 0, untagged(page(0, 4) + 1, 0)),
+    );
+    refused(
+        p,
+        m,
+        invalid(ArgumentRule::OutsideWindow, page(0, 16)),
+        |p, m| p.alloc(m, 0, untagged(page(0, 16), 0)),
+    );
+    refused(
+        p,
+        m,
+        invalid(ArgumentRule::OutsideWindow, page(0, 12)),
+        |p, m| p.alloc(m, 0, untagged(page(0, 12), 3)),
+    );
+    refused(
+        p,
+        m,
+        invalid(ArgumentRule::OutsideWindow, 0x1000),
+        |p, m| p.alloc(m, 0, untagged(0x1000, 0)),
+    );
+    refused(p, m, invalid(ArgumentRule::UnknownClient, 7), |p, m| {
+        p.alloc(m, 7, untagged(page(0, 4), 0))
     });
+    refused(
+        p,
+        m,
+        PoolError::NotOwner {
+            client: 0,
+            vaddr: page(1, 0),
+            owner: 1,
+        },
+        |p, m| p.free(m, 0, page(1, 0)),
+    );
+    refused(
+        p,
+        m,
+        PoolError::NotOwner {
+            client: 0,
+            vaddr: page(1, 0),
+            owner: 1,
+        },
+        |p, m| p.enable_tagging(m, 0, page(1, 0), 1),
+    );
+    refused(
+        p,
+        m,
+        PoolError::NotOwner {
+            client: 0,
+            vaddr: page(1, 0),
+            owner: 1,
+        },
+        |p, m| p.pin(m, 0, page(1, 0)),
+    );
+    refused(
+        p,
+        m,
+        PoolError::AlreadyMapped { vaddr: page(0, 0) },
+        |p, m| p.alloc(m, 0, untagged(page(0, 0), 2)),
+    );
+    refused(p, m, PoolError::NotMapped { vaddr: page(0, 5) }, |p, m| {
+        p.free(m, 0, page(0, 5))
+    });
+    refused(
+        p,
+        m,
+        invalid(ArgumentRule::NotAllocationHead, page(0, 1)),
+        |p, m| p.free(m, 0, page(0, 1)),
+    );
+    refused(p, m, PoolError::NotMapped { vaddr: page(0, 2) }, |p, m| {
+        p.enable_tagging(m, 0, page(0, 0), 3)
+    });
+    refused(p, m, invalid(ArgumentRule::BadPageCount, 0), |p, m| {
+        p.enable_tagging(m, 0, page(0, 0), 0)
+    });
+    refused(
+        p,
+        m,
+        invalid(ArgumentRule::NotAwaitingTags, page(0, 0)),
+        |p, m| p.resolve_fault(m, 0, page(0, 0)),
+    );
+    refused(
+        p,
+        m,
+        invalid(ArgumentRule::NotPinned, page(0, 0)),
+        |p, _| p.unpin(0, page(0, 0)),
+    );
+    refused(
+        p,
+        m,
+        PoolError::OutOfQuota {
+            client: 0,
+            used: 2,
+            requested: 8,
+            quota: 8,
+        },
+        |p, m| p.alloc(m, 0, untagged(page(0, 8), 3)),
+    );
     // Double free: the second is refused.
     p.free(m, 0, page(0, 0)).unwrap();
-    refused(p, m, PoolError::NotMapped { vaddr: page(0, 0) }, |p, m| p.free(m, 0, page(0, 0)));
+    refused(p, m, PoolError::NotMapped { vaddr: page(0, 0) }, |p, m| {
+        p.free(m, 0, page(0, 0))
+    });
     assert_eq!(p.stats().failures.total(), 18, "{:?}", p.stats().failures);
 }
 
@@ -432,8 +694,16 @@ fn every_bad_request_gets_its_typed_error_and_changes_nothing() {
 fn without_tag_storage_tagged_requests_are_unsupported_and_untagged_ones_work() {
     // MTE off: the platform turns tag storage into plain data memory.
     let layout = tagloan_pool::Layout::new(&[
-        RegionSpec { data_base: 0x80000, data_frames: 64, tags: None },
-        RegionSpec { data_base: 0x88000, data_frames: 2, tags: None },
+        RegionSpec {
+            data_base: 0x80000,
+            data_frames: 64,
+            tags: None,
+        },
+        RegionSpec {
+            data_base: 0x88000,
+            data_frames: 2,
+            tags: None,
+        },
     ])
     .unwrap();
     let specs = clients(1, 256, 1000);
@@ -441,11 +711,15 @@ fn without_tag_storage_tagged_requests_are_unsupported_and_untagged_ones_work() 
     let mut tables = Tables::new(&layout, &specs, &config);
     let mut pool = Pool::new(layout, &specs, config, tables.storage()).unwrap();
     let mut machine = SimMachine::new(layout);
-    refused(&mut pool, &mut machine, PoolError::Unsupported, |p, m| p.alloc(m, 0, tagged(page(0, 0), 0)));
+    refused(&mut pool, &mut machine, PoolError::Unsupported, |p, m| {
+        p.alloc(m, 0, tagged(page(0, 0), 0))
+    });
     for n in 0..66 {
         alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, n), 0)).unwrap();
     }
-    refused(&mut pool, &mut machine, PoolError::Unsupported, |p, m| p.enable_tagging(m, 0, page(0, 0), 1));
+    refused(&mut pool, &mut machine, PoolError::Unsupported, |p, m| {
+        p.enable_tagging(m, 0, page(0, 0), 1)
+    });
     assert_eq!(pool.stats().data_frames_free, 0);
 }
 
@@ -466,10 +740,16 @@ fn the_server_frame_for_the_mte_probe_holds_its_block_for_ever() {
 #[test]
 fn tag_block_affinity_packs_1000_scattered_tagged_frames_into_few_blocks() {
     let mut reserved = [0u32; 2];
-    for (slot, placement) in [TagPlacement::Affinity, TagPlacement::AnyPage].into_iter().enumerate() {
+    for (slot, placement) in [TagPlacement::Affinity, TagPlacement::AnyPage]
+        .into_iter()
+        .enumerate()
+    {
         let layout = qemu_virt();
         let specs = clients(2, 8192, 8192);
-        let config = Config { placement, ..Config::default() };
+        let config = Config {
+            placement,
+            ..Config::default()
+        };
         let mut tables = Tables::new(&layout, &specs, &config);
         let mut pool = Pool::new(layout, &specs, config, tables.storage()).unwrap();
         let mut machine = SimMachine::new(layout);
@@ -478,7 +758,8 @@ fn tag_block_affinity_packs_1000_scattered_tagged_frames_into_few_blocks() {
         for n in 0..1000u64 {
             pool.alloc(&mut machine, 0, tagged(page(0, n), 0)).unwrap();
             for k in 0..3 {
-                pool.alloc(&mut machine, 1, untagged(page(1, n * 3 + k), 0)).unwrap();
+                pool.alloc(&mut machine, 1, untagged(page(1, n * 3 + k), 0))
+                    .unwrap();
             }
         }
         assert_invariants(&pool);
@@ -489,8 +770,16 @@ fn tag_block_affinity_packs_1000_scattered_tagged_frames_into_few_blocks() {
         "tag-block affinity: 1000 tagged order-0 frames reserve {} blocks with affinity, {} placed on any free page (RFC)",
         reserved[0], reserved[1]
     ));
-    assert!(reserved[0] <= 1000u32.div_ceil(32) + 1, "affinity reserved {} blocks", reserved[0]);
-    assert!(reserved[1] > 2 * reserved[0], "any-page placement should scatter: {}", reserved[1]);
+    assert!(
+        reserved[0] <= 1000u32.div_ceil(32) + 1,
+        "affinity reserved {} blocks",
+        reserved[0]
+    );
+    assert!(
+        reserved[1] > 2 * reserved[0],
+        "any-page placement should scatter: {}",
+        reserved[1]
+    );
 }
 
 #[test]
@@ -499,14 +788,21 @@ fn the_untagged_fast_path_does_bounded_work() {
     // Warm up so the path is the steady state, not the first split of 2 MiB.
     alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, 0), 0)).unwrap();
     alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, 1), 0)).unwrap();
-    pool.alloc(&mut machine, 0, untagged(page(0, 2), 0)).unwrap();
+    pool.alloc(&mut machine, 0, untagged(page(0, 2), 0))
+        .unwrap();
     let work = pool.last_work();
     assert!(work.splits <= 9 && work.merges == 0, "{work:?}");
-    assert_eq!((work.pages_copied, work.pages_zeroed, work.tag_writes), (0, 1, 0));
+    assert_eq!(
+        (work.pages_copied, work.pages_zeroed, work.tag_writes),
+        (0, 1, 0)
+    );
     pool.free(&mut machine, 0, page(0, 2)).unwrap();
     let work = pool.last_work();
     assert!(work.merges <= 9 && work.splits == 0, "{work:?}");
-    assert_eq!(work.frames_scanned, 0, "the data-pool fast path scans nothing");
+    assert_eq!(
+        work.frames_scanned, 0,
+        "the data-pool fast path scans nothing"
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};
 use tagloan_mte::{granule_tag, uniform_tags, with_pointer_tag, FrameTags, Tag, ZERO_TAGS};
 use tagloan_pool::{
-    Access, AllocRequest, ClientSpec, Config, LendPolicy, Layout, PageState, Pool, PoolError,
+    Access, AllocRequest, ClientSpec, Config, Layout, LendPolicy, PageState, Pool, PoolError,
     RegionSpec, TagPlacement, TagSpec,
 };
 use tagloan_sim::{AccessFault, SimMachine};
@@ -38,17 +38,65 @@ static MIGRATIONS: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Clone, Debug)]
 enum Op {
-    Alloc { client: u8, slot: u8, order: u8, tagged: bool, pinned: bool, contiguous: bool },
-    Free { client: u8, slot: u8 },
-    Write { client: u8, slot: u8, page: u8, value: u8 },
-    Retag { client: u8, slot: u8, page: u8, tag: u8 },
-    Enable { client: u8, slot: u8, page: u8, pages: u8 },
-    Disable { client: u8, slot: u8, page: u8, pages: u8 },
-    Touch { client: u8, slot: u8, page: u8 },
-    Pin { client: u8, slot: u8, page: u8 },
-    Unpin { client: u8, slot: u8, page: u8 },
-    Reclaim { client: u8 },
-    Rogue { client: u8, slot: u8, kind: u8 },
+    Alloc {
+        client: u8,
+        slot: u8,
+        order: u8,
+        tagged: bool,
+        pinned: bool,
+        contiguous: bool,
+    },
+    Free {
+        client: u8,
+        slot: u8,
+    },
+    Write {
+        client: u8,
+        slot: u8,
+        page: u8,
+        value: u8,
+    },
+    Retag {
+        client: u8,
+        slot: u8,
+        page: u8,
+        tag: u8,
+    },
+    Enable {
+        client: u8,
+        slot: u8,
+        page: u8,
+        pages: u8,
+    },
+    Disable {
+        client: u8,
+        slot: u8,
+        page: u8,
+        pages: u8,
+    },
+    Touch {
+        client: u8,
+        slot: u8,
+        page: u8,
+    },
+    Pin {
+        client: u8,
+        slot: u8,
+        page: u8,
+    },
+    Unpin {
+        client: u8,
+        slot: u8,
+        page: u8,
+    },
+    Reclaim {
+        client: u8,
+    },
+    Rogue {
+        client: u8,
+        slot: u8,
+        kind: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -79,19 +127,49 @@ struct Setup {
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
-    (any::<bool>(), prop::bool::weighted(0.25), 0u16..4).prop_map(|(balanced, any_page, deferred_slots)| Setup {
-        lend: if balanced { LendPolicy::Balanced } else { LendPolicy::LastResort },
-        placement: if any_page { TagPlacement::AnyPage } else { TagPlacement::Affinity },
-        deferred_slots,
-    })
+    (any::<bool>(), prop::bool::weighted(0.25), 0u16..4).prop_map(
+        |(balanced, any_page, deferred_slots)| Setup {
+            lend: if balanced {
+                LendPolicy::Balanced
+            } else {
+                LendPolicy::LastResort
+            },
+            placement: if any_page {
+                TagPlacement::AnyPage
+            } else {
+                TagPlacement::Affinity
+            },
+            deferred_slots,
+        },
+    )
 }
 
 /// Three regions: block size 1, block size 2, and memory without tag storage.
 fn layout() -> Layout {
     Layout::new(&[
-        RegionSpec { data_base: 0x1000, data_frames: 64, tags: Some(TagSpec { base: 0x2000, frames: 2, block_frames: 1 }) },
-        RegionSpec { data_base: 0x3000, data_frames: 64, tags: Some(TagSpec { base: 0x4000, frames: 2, block_frames: 2 }) },
-        RegionSpec { data_base: 0x5000, data_frames: 8, tags: None },
+        RegionSpec {
+            data_base: 0x1000,
+            data_frames: 64,
+            tags: Some(TagSpec {
+                base: 0x2000,
+                frames: 2,
+                block_frames: 1,
+            }),
+        },
+        RegionSpec {
+            data_base: 0x3000,
+            data_frames: 64,
+            tags: Some(TagSpec {
+                base: 0x4000,
+                frames: 2,
+                block_frames: 2,
+            }),
+        },
+        RegionSpec {
+            data_base: 0x5000,
+            data_frames: 8,
+            tags: None,
+        },
     ])
     .unwrap()
 }
@@ -115,13 +193,19 @@ struct World<'a> {
 
 impl World<'_> {
     /// Runs a request; a refusal must leave pool and machine unchanged (I12).
-    fn attempt<T>(&mut self, f: impl FnOnce(&mut Pool<'_>, &mut SimMachine) -> Result<T, PoolError>) -> Option<T> {
+    fn attempt<T>(
+        &mut self,
+        f: impl FnOnce(&mut Pool<'_>, &mut SimMachine) -> Result<T, PoolError>,
+    ) -> Option<T> {
         let before = (self.pool.fingerprint(), machine_print(&self.machine));
         match f(&mut self.pool, &mut self.machine) {
             Ok(value) => Some(value),
             Err(_) => {
                 let after = (self.pool.fingerprint(), machine_print(&self.machine));
-                assert_eq!(before, after, "I12: a refused request changed the pool or the machine");
+                assert_eq!(
+                    before, after,
+                    "I12: a refused request changed the pool or the machine"
+                );
                 FAILED_REQUESTS.fetch_add(1, Ordering::Relaxed);
                 None
             }
@@ -133,25 +217,53 @@ impl World<'_> {
     }
 
     fn pointer(&self, client: u8, address: u64, offset: usize) -> u64 {
-        let tags = self.shadow.get(&(client, address / PAGE)).map_or(ZERO_TAGS, |p| p.tags);
+        let tags = self
+            .shadow
+            .get(&(client, address / PAGE))
+            .map_or(ZERO_TAGS, |p| p.tags);
         with_pointer_tag(address + offset as u64, granule_tag(&tags, offset / 16))
     }
 
     fn step(&mut self, op: &Op) {
         match *op {
-            Op::Alloc { client, slot, order, tagged, pinned, contiguous } => {
+            Op::Alloc {
+                client,
+                slot,
+                order,
+                tagged,
+                pinned,
+                contiguous,
+            } => {
                 let address = vaddr(client, slot, 0);
-                let request = AllocRequest { vaddr: address, order, tagged, pinned, contiguous };
+                let request = AllocRequest {
+                    vaddr: address,
+                    order,
+                    tagged,
+                    pinned,
+                    contiguous,
+                };
                 if let Some(a) = self.attempt(|p, m| p.alloc(m, client, request)) {
                     for i in 0..u64::from(a.pages) {
                         let pfn = a.first_frame + i;
-                        assert!(self.machine.ram.is_zero(pfn), "I10: frame {pfn:#x} handed out dirty");
+                        assert!(
+                            self.machine.ram.is_zero(pfn),
+                            "I10: frame {pfn:#x} handed out dirty"
+                        );
                         if tagged {
                             let mut tags = ZERO_TAGS;
                             self.machine.read_frame_tags(pfn, &mut tags);
-                            assert_eq!(tags, ZERO_TAGS, "I10: tagged frame handed out with stale tags");
+                            assert_eq!(
+                                tags, ZERO_TAGS,
+                                "I10: tagged frame handed out with stale tags"
+                            );
                         }
-                        self.shadow.insert((client, address / PAGE + i), ShadowPage { stamp: 0, tags: ZERO_TAGS });
+                        self.shadow.insert(
+                            (client, address / PAGE + i),
+                            ShadowPage {
+                                stamp: 0,
+                                tags: ZERO_TAGS,
+                            },
+                        );
                     }
                 }
             }
@@ -163,7 +275,12 @@ impl World<'_> {
                     }
                 }
             }
-            Op::Write { client, slot, page, value } => {
+            Op::Write {
+                client,
+                slot,
+                page,
+                value,
+            } => {
                 let address = vaddr(client, slot, page);
                 if !self.shadow.contains_key(&(client, address / PAGE)) {
                     return;
@@ -180,38 +297,74 @@ impl World<'_> {
                             stored = false;
                             break;
                         }
-                        Err(fault) => panic!("I9: a store with the page's own tags faulted: {fault:?}"),
+                        Err(fault) => {
+                            panic!("I9: a store with the page's own tags faulted: {fault:?}")
+                        }
                     }
                 }
                 if stored {
-                    self.shadow.get_mut(&(client, address / PAGE)).unwrap().stamp = stamp;
+                    self.shadow
+                        .get_mut(&(client, address / PAGE))
+                        .unwrap()
+                        .stamp = stamp;
                 }
             }
-            Op::Retag { client, slot, page, tag } => {
+            Op::Retag {
+                client,
+                slot,
+                page,
+                tag,
+            } => {
                 let address = vaddr(client, slot, page);
                 if self.state(client, address) == Some(PageState::Tagged) {
                     let tags = uniform_tags(Tag::from_low_bits(tag));
-                    self.machine.store_page_tags(client, address, &tags).unwrap();
+                    self.machine
+                        .store_page_tags(client, address, &tags)
+                        .unwrap();
                     self.shadow.get_mut(&(client, address / PAGE)).unwrap().tags = tags;
                 }
             }
-            Op::Enable { client, slot, page, pages } => {
+            Op::Enable {
+                client,
+                slot,
+                page,
+                pages,
+            } => {
                 let address = vaddr(client, slot, page);
-                let before: Vec<_> = (0..u64::from(pages)).map(|i| self.state(client, address + i * PAGE)).collect();
-                if self.attempt(|p, m| p.enable_tagging(m, client, address, u32::from(pages))).is_some() {
+                let before: Vec<_> = (0..u64::from(pages))
+                    .map(|i| self.state(client, address + i * PAGE))
+                    .collect();
+                if self
+                    .attempt(|p, m| p.enable_tagging(m, client, address, u32::from(pages)))
+                    .is_some()
+                {
                     for (i, state) in before.into_iter().enumerate() {
                         if state == Some(PageState::Untagged) {
                             // Tags come up zero on the first access.
-                            self.shadow.get_mut(&(client, address / PAGE + i as u64)).unwrap().tags = ZERO_TAGS;
+                            self.shadow
+                                .get_mut(&(client, address / PAGE + i as u64))
+                                .unwrap()
+                                .tags = ZERO_TAGS;
                         }
                     }
                 }
             }
-            Op::Disable { client, slot, page, pages } => {
+            Op::Disable {
+                client,
+                slot,
+                page,
+                pages,
+            } => {
                 let address = vaddr(client, slot, page);
-                if self.attempt(|p, m| p.disable_tagging(m, client, address, u32::from(pages))).is_some() {
+                if self
+                    .attempt(|p, m| p.disable_tagging(m, client, address, u32::from(pages)))
+                    .is_some()
+                {
                     for i in 0..u64::from(pages) {
-                        self.shadow.get_mut(&(client, address / PAGE + i)).unwrap().tags = ZERO_TAGS;
+                        self.shadow
+                            .get_mut(&(client, address / PAGE + i))
+                            .unwrap()
+                            .tags = ZERO_TAGS;
                     }
                 }
             }
@@ -222,7 +375,11 @@ impl World<'_> {
                 match self.machine.load(client, pointer, &mut out) {
                     Ok(()) => {
                         let expected = self.shadow[&(client, address / PAGE)].stamp;
-                        assert_eq!(u64::from_le_bytes(out), expected, "I9: data changed under the client");
+                        assert_eq!(
+                            u64::from_le_bytes(out),
+                            expected,
+                            "I9: data changed under the client"
+                        );
                     }
                     Err(AccessFault::Vm { .. }) => {
                         // The fault handler's path: resolve for the client.
@@ -248,12 +405,30 @@ impl World<'_> {
                 let other = (client + 1) % CLIENTS;
                 let result = match kind {
                     0 => self.attempt(|p, m| p.free(m, client, vaddr(other, slot, 0)).map(|_| ())),
-                    1 => self.attempt(|p, m| p.alloc(m, client, untagged(vaddr(client, slot, 0), 10)).map(|_| ())),
-                    2 => self.attempt(|p, m| p.alloc(m, client, untagged(vaddr(client, slot, 0) + 8, 0)).map(|_| ())),
-                    3 => self.attempt(|p, m| p.alloc(m, 7, untagged(vaddr(client, slot, 0), 0)).map(|_| ())),
+                    1 => self.attempt(|p, m| {
+                        p.alloc(m, client, untagged(vaddr(client, slot, 0), 10))
+                            .map(|_| ())
+                    }),
+                    2 => self.attempt(|p, m| {
+                        p.alloc(m, client, untagged(vaddr(client, slot, 0) + 8, 0))
+                            .map(|_| ())
+                    }),
+                    3 => self.attempt(|p, m| {
+                        p.alloc(m, 7, untagged(vaddr(client, slot, 0), 0))
+                            .map(|_| ())
+                    }),
                     4 => self.attempt(|p, m| p.pin(m, client, 0x1000)),
-                    5 => self.attempt(|p, m| p.enable_tagging(m, client, vaddr(client, slot, 0), 0)),
-                    _ => self.attempt(|p, m| p.alloc(m, client, untagged(window(client) + (u64::from(WINDOW_PAGES) - 2) * PAGE, 2)).map(|_| ())),
+                    5 => {
+                        self.attempt(|p, m| p.enable_tagging(m, client, vaddr(client, slot, 0), 0))
+                    }
+                    _ => self.attempt(|p, m| {
+                        p.alloc(
+                            m,
+                            client,
+                            untagged(window(client) + (u64::from(WINDOW_PAGES) - 2) * PAGE, 2),
+                        )
+                        .map(|_| ())
+                    }),
                 };
                 assert!(result.is_none(), "rogue request {kind} was accepted");
             }
@@ -266,17 +441,28 @@ impl World<'_> {
         let pages: Vec<_> = self.shadow.iter().map(|(&k, &v)| (k, v)).collect();
         for ((client, vpage), expected) in pages {
             let address = vpage * PAGE;
-            let info = self.pool.query(client, address).unwrap_or_else(|e| panic!("page {address:#x} of client {client} lost: {e}"));
+            let info = self
+                .pool
+                .query(client, address)
+                .unwrap_or_else(|e| panic!("page {address:#x} of client {client} lost: {e}"));
             let access = match info.state {
                 PageState::Untagged => Access::Normal,
                 PageState::Tagged => Access::Tagged,
                 PageState::MetadataNone => Access::NoAccess,
             };
-            assert_eq!(self.machine.mapping(client, address), Some((info.frame, access)), "I6: mapping disagrees with the pool");
+            assert_eq!(
+                self.machine.mapping(client, address),
+                Some((info.frame, access)),
+                "I6: mapping disagrees with the pool"
+            );
             for offset in STAMP_OFFSETS {
                 let mut bytes = [0u8; 8];
                 self.machine.ram.read(info.frame, offset, &mut bytes);
-                assert_eq!(u64::from_le_bytes(bytes), expected.stamp, "I9: data of {address:#x} changed");
+                assert_eq!(
+                    u64::from_le_bytes(bytes),
+                    expected.stamp,
+                    "I9: data of {address:#x} changed"
+                );
             }
             if info.state == PageState::Tagged {
                 let mut tags = ZERO_TAGS;
@@ -284,8 +470,14 @@ impl World<'_> {
                 assert_eq!(tags, expected.tags, "I9: tags of {address:#x} changed");
             }
         }
-        assert_eq!(self.machine.mapping_count(), self.shadow.len(), "a mapping exists that no client holds");
-        let held: u32 = (0..CLIENTS).map(|c| self.pool.client(c).unwrap().frames_used()).sum();
+        assert_eq!(
+            self.machine.mapping_count(),
+            self.shadow.len(),
+            "a mapping exists that no client holds"
+        );
+        let held: u32 = (0..CLIENTS)
+            .map(|c| self.pool.client(c).unwrap().frames_used())
+            .sum();
         assert_eq!(held as usize, self.shadow.len());
     }
 }
@@ -293,10 +485,19 @@ impl World<'_> {
 fn run_sequence(setup: Setup, ops: &[Op]) {
     let layout = layout();
     let specs: Vec<ClientSpec> = clients(CLIENTS, WINDOW_PAGES, 64);
-    let config = Config { lend: setup.lend, placement: setup.placement, deferred_slots: setup.deferred_slots };
+    let config = Config {
+        lend: setup.lend,
+        placement: setup.placement,
+        deferred_slots: setup.deferred_slots,
+    };
     let mut tables = Tables::new(&layout, &specs, &config);
     let pool = Pool::new(layout, &specs, config, tables.storage()).unwrap();
-    let mut world = World { pool, machine: SimMachine::new(layout), shadow: BTreeMap::new(), stamp: 0 };
+    let mut world = World {
+        pool,
+        machine: SimMachine::new(layout),
+        shadow: BTreeMap::new(),
+        stamp: 0,
+    };
     for op in ops {
         world.step(op);
         if let Err(violation) = world.pool.check_invariants() {
@@ -334,8 +535,15 @@ fn random_sequences_keep_every_invariant_and_every_byte() {
     let seed = env_number("TAGLOAN_SEED", 0x7a61_6c6f_616e);
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let config = RunnerConfig { cases, failure_persistence: None, ..RunnerConfig::default() };
-    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes));
+    let config = RunnerConfig {
+        cases,
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    };
+    let mut runner = TestRunner::new_with_rng(
+        config,
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
     // Each sequence starts with a bulk client holding up to 64 untagged
     // pages, so that the data pool fills and tag storage is lent and recalled.
     let strategy = (setup(), 0u8..=8, prop::collection::vec(op(), 200..=260));

@@ -47,7 +47,11 @@ pub fn window(client: u8) -> u64 {
 
 pub fn clients(count: u8, pages: u32, quota: u32) -> Vec<ClientSpec> {
     (0..count)
-        .map(|c| ClientSpec { window_base: window(c), window_pages: pages, quota_frames: quota })
+        .map(|c| ClientSpec {
+            window_base: window(c),
+            window_pages: pages,
+            quota_frames: quota,
+        })
         .collect()
 }
 
@@ -56,7 +60,11 @@ pub fn one_region(data: u64, block: u64) -> Layout {
     Layout::new(&[RegionSpec {
         data_base: 0x80000,
         data_frames: data,
-        tags: Some(TagSpec { base: 0x88000, frames: data / 32, block_frames: block }),
+        tags: Some(TagSpec {
+            base: 0x88000,
+            frames: data / 32,
+            block_frames: block,
+        }),
     }])
     .unwrap()
 }
@@ -67,17 +75,33 @@ pub fn qemu_virt() -> Layout {
     Layout::new(&[RegionSpec {
         data_base: 0x80000,
         data_frames: 32768,
-        tags: Some(TagSpec { base: 0x88000, frames: 1024, block_frames: 1 }),
+        tags: Some(TagSpec {
+            base: 0x88000,
+            frames: 1024,
+            block_frames: 1,
+        }),
     }])
     .unwrap()
 }
 
 pub fn untagged(vaddr: u64, order: u8) -> AllocRequest {
-    AllocRequest { vaddr, order, tagged: false, pinned: false, contiguous: false }
+    AllocRequest {
+        vaddr,
+        order,
+        tagged: false,
+        pinned: false,
+        contiguous: false,
+    }
 }
 
 pub fn tagged(vaddr: u64, order: u8) -> AllocRequest {
-    AllocRequest { vaddr, order, tagged: true, pinned: false, contiguous: false }
+    AllocRequest {
+        vaddr,
+        order,
+        tagged: true,
+        pinned: false,
+        contiguous: false,
+    }
 }
 
 /// Runs `request` and checks the invariants after it.
@@ -100,7 +124,12 @@ pub fn assert_invariants(pool: &Pool<'_>) {
 
 /// A fingerprint of the machine's observable state: mappings and effects.
 pub fn machine_print(machine: &SimMachine) -> (usize, u64, u64, u64) {
-    (machine.mapping_count(), machine.frames_copied, machine.frames_zeroed, machine.tag_writes)
+    (
+        machine.mapping_count(),
+        machine.frames_copied,
+        machine.frames_zeroed,
+        machine.tag_writes,
+    )
 }
 
 /// Asserts that `f` fails with `expected` and changes neither pool nor machine (I12).
@@ -113,7 +142,11 @@ pub fn refused<T: std::fmt::Debug>(
     let before = (pool.fingerprint(), machine_print(machine));
     let result = f(pool, machine);
     assert_eq!(result.unwrap_err(), expected);
-    assert_eq!((pool.fingerprint(), machine_print(machine)), before, "a refused request changed state");
+    assert_eq!(
+        (pool.fingerprint(), machine_print(machine)),
+        before,
+        "a refused request changed state"
+    );
     assert_invariants(pool);
 }
 
