@@ -5,14 +5,16 @@ CARGO ?= cargo
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test test-rust platforms lint fmt clean
+.PHONY: all deps build run test test-rust test-mte cross platforms lint fmt clean
 
 all: build
 
 # Rust comes from rustup (the machine's toolchain); the lint components are
 # added if missing.
-# dtc (device-tree-compiler) builds the platform blobs.
-APT_PACKAGES := device-tree-compiler
+# dtc (device-tree-compiler) builds the platform blobs; the aarch64 cross
+# gcc and qemu-user build and run the hardware MTE test.
+APT_PACKAGES := device-tree-compiler gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+RUST_TARGETS := aarch64-unknown-linux-gnu aarch64-unknown-none
 
 deps:
 	@command -v $(CARGO) >/dev/null || { echo "deps: cargo not found; install Rust with rustup" >&2; exit 1; }
@@ -21,6 +23,7 @@ deps:
 		echo "deps: installing$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+	@for t in $(RUST_TARGETS); do rustup target list --installed 2>/dev/null | grep -qx $$t || rustup target add $$t; done
 	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 	@echo "deps: ok"
@@ -35,7 +38,26 @@ run:
 
 # Every test: unit, behaviour and the property suite (10,000 sequences).
 # TAGLOAN_CASES and TAGLOAN_SEED change the property run.
-test: platforms test-rust
+test: platforms test-mte cross test-rust
+
+# The hardware MTE test: real IRG/STG/LDG/DC GZVA under qemu-aarch64 -cpu max.
+# Where the cross tools are missing it says SKIPPED; TAGLOAN_REQUIRE_MTE=1
+# (set by CI) turns that into a failure.
+MTE_TOOLS := aarch64-linux-gnu-gcc qemu-aarch64
+test-mte:
+	@missing=""; for t in $(MTE_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu || missing="$$missing rust-target-aarch64-unknown-linux-gnu"; \
+	if [ -n "$$missing" ]; then \
+		if [ -n "$$TAGLOAN_REQUIRE_MTE" ]; then echo "mte-hw: FAILED: missing$$missing (run make deps)" >&2; exit 1; fi; \
+		echo "mte-hw: SKIPPED: missing$$missing; run make deps as root to install them"; exit 0; \
+	fi; \
+	$(CARGO) run -q -p tagloan-mte-hw --target aarch64-unknown-linux-gnu
+
+# The no_std crates build for the seL4 target (aarch64-unknown-none). There
+# are no PDs yet, so this is a build of the libraries they will link.
+cross:
+	$(CARGO) build -q -p tagloan-pool -p tagloan-mte -p tagloan-platform --target aarch64-unknown-none
+	@echo "cross: tagloan-pool, tagloan-mte, tagloan-platform build for aarch64-unknown-none"
 
 # Platform blobs, built from platforms/*.dts (never committed).
 DTS := $(wildcard platforms/*.dts platforms/invalid/*.dts)
@@ -57,6 +79,7 @@ test-rust:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p tagloan-mte -p tagloan-mte-hw --target aarch64-unknown-linux-gnu --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -8,9 +8,12 @@
 //!
 //! This crate is `no_std` and pure: it is shared by the pool core, the
 //! simulator (which stores tags in simulated tag storage frames) and the
-//! hardware backend (which uses the real instructions).
+//! hardware backend ([`hw`], aarch64 only, which uses the real instructions).
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+#[cfg(target_arch = "aarch64")]
+pub mod hw;
 
 /// Size of a frame, the unit of mapping and of allocation.
 pub const FRAME_BYTES: usize = 4096;
