@@ -74,7 +74,7 @@ test-rust:
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee target/test-rust.log
 	@awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^failed/) f += $$i } } \
-	     END { printf "rust tests: %d passed, %d failed\n", p, f }' target/test-rust.log
+	     END { printf "tests: %d passed, %d failed\n", p, f }' target/test-rust.log
 
 lint:
 	$(CARGO) fmt --all --check

@@ -182,9 +182,9 @@ impl Layout {
             if spec.data_frames == 0 {
                 return Err(LayoutError::EmptyRegion { region: index });
             }
-            total += spec.data_frames;
+            total = total.saturating_add(spec.data_frames);
             if let Some(tags) = spec.tags {
-                if tags.frames * DATA_FRAMES_PER_TAG_FRAME != spec.data_frames {
+                if tags.frames.checked_mul(DATA_FRAMES_PER_TAG_FRAME) != Some(spec.data_frames) {
                     return Err(LayoutError::TagRatio {
                         region: index,
                         data_frames: spec.data_frames,
@@ -198,7 +198,7 @@ impl Layout {
                         block_frames: tags.block_frames,
                     });
                 }
-                total += tags.frames;
+                total = total.saturating_add(tags.frames);
             }
             if total > MAX_FRAMES {
                 return Err(LayoutError::TooManyFrames { frames: total });

@@ -282,17 +282,17 @@ pub struct Stats {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Work {
     /// Frame entries examined by scans (refiling, candidate search, evacuation).
-    pub frames_scanned: u32,
+    pub frames_scanned: u64,
     /// Buddy splits.
-    pub splits: u32,
+    pub splits: u64,
     /// Buddy merges.
-    pub merges: u32,
+    pub merges: u64,
     /// Pages copied.
-    pub pages_copied: u32,
+    pub pages_copied: u64,
     /// Pages zeroed.
-    pub pages_zeroed: u32,
+    pub pages_zeroed: u64,
     /// Tag writes (zero, copy or restore of one frame's tags).
-    pub tag_writes: u32,
+    pub tag_writes: u64,
 }
 
 /// The pool. Borrows its tables from the caller.
@@ -377,6 +377,13 @@ impl<'a> Pool<'a> {
                     });
                 }
             }
+        }
+        // Page-map offsets are u32: the windows must fit, or clients would share slots.
+        let window_pages_total: u64 = clients.iter().map(|c| u64::from(c.window_pages)).sum();
+        if window_pages_total > u64::from(u32::MAX) {
+            return Err(InitError::BadWindow {
+                client: (clients.len() - 1) as u8,
+            });
         }
         let mut map_first = 0u32;
         for (state, spec) in storage.clients.iter_mut().zip(clients) {

@@ -954,11 +954,20 @@ impl Pool<'_> {
                 value: vaddr,
             });
         }
+        // A page awaiting tags must stay taggable once pinned: pinned pages
+        // never move, so it has to sit in memory with tag storage.
+        let awaiting_tags = owned.mode == Mode::MetadataNone;
+        if awaiting_tags && self.pool_of(index) == PoolKind::Data && self.must_move_to_tag(index) {
+            return Err(PoolError::Unsupported);
+        }
         let mut at = index;
         if self.pool_of(index) == PoolKind::Tag {
-            let destination = self
-                .find_untagged_data(0)
-                .ok_or(PoolError::NoMemory { frames: 1 })?;
+            let destination = if awaiting_tags {
+                self.find_taggable_data(0)
+            } else {
+                self.find_untagged_data(0)
+            }
+            .ok_or(PoolError::NoMemory { frames: 1 })?;
             self.take_free_block(destination, 0);
             self.migrate(machine, index, destination);
             self.free_frame(index);
@@ -1036,6 +1045,21 @@ impl Pool<'_> {
             let head = self
                 .find_tagged_data(0)
                 .ok_or(PoolError::NoMemory { frames: 1 })?;
+            let block = self
+                .layout
+                .group_block(head)
+                .expect("tagged frame has a block");
+            let first = self.layout.block_tag_frames(block).start;
+            if matches!(
+                self.entry(first),
+                Frame::TagReserved {
+                    holds: u16::MAX,
+                    ..
+                }
+            ) {
+                // The hold count is 16 bits: refuse rather than wrap.
+                return Err(PoolError::NoMemory { frames: 1 });
+            }
             let reserve = self.unreserved_blocks(head, 1);
             self.check_reservation(&reserve, 1)?;
             self.take_free_block(head, 0);

@@ -86,6 +86,20 @@ impl Pool<'_> {
         }
     }
 
+    /// A free data block of at least `order` in memory that has tag storage,
+    /// whatever its block's state: for pages that must stay taggable.
+    pub(crate) fn find_taggable_data(&mut self, order: u8) -> Option<FrameIndex> {
+        for class in [Class::Reserved, Class::FreeBlock, Class::Lent] {
+            for found in order..=MAX_ORDER {
+                let head = self.first_free(PoolKind::Data, found, class);
+                if head != NIL {
+                    return Some(head);
+                }
+            }
+        }
+        None
+    }
+
     /// The RFC's placement: the smallest free block of any class.
     fn find_any_data(&mut self, order: u8, tagged: bool) -> Option<FrameIndex> {
         for found in order..=MAX_ORDER {
@@ -126,7 +140,8 @@ impl Pool<'_> {
         for found in order..=MAX_ORDER {
             let mut head = self.first_free(PoolKind::Data, found, Class::Lent);
             while head != NIL && compared < LENT_CANDIDATES {
-                let cost = self.recall_cost(head, found);
+                // Only the first 2^order frames at `head` are taken.
+                let cost = self.recall_cost(head, order);
                 if best.is_none_or(|(best_cost, _)| cost < best_cost) {
                     best = Some((cost, head));
                 }

@@ -824,3 +824,26 @@ fn a_recall_does_bounded_work() {
     assert!(work.frames_scanned <= 3 * 32 + 2 * 8, "{work:?}");
     assert!(work.splits <= 2 * 9 && work.merges <= 9, "{work:?}");
 }
+
+#[test]
+fn pinning_a_page_awaiting_tags_keeps_it_taggable() {
+    small_rig!(pool, machine);
+    fill_data_pool(&mut pool, &mut machine);
+    let lent = alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, 0), 0)).unwrap();
+    assert!(lent.in_tag_storage);
+    pool.enable_tagging(&mut machine, 0, page(0, 0), 1).unwrap();
+    pool.free(&mut machine, 1, page(1, 3)).unwrap();
+    pool.pin(&mut machine, 0, page(0, 0)).unwrap();
+    assert_invariants(&pool);
+    let info = pool.query(0, page(0, 0)).unwrap();
+    assert!(info.pinned && !info.in_tag_storage && info.state == PageState::MetadataNone);
+    // The fault that follows can be resolved: the page sits in taggable memory.
+    assert_eq!(
+        pool.resolve_fault(&mut machine, 0, page(0, 0)).unwrap(),
+        Resolution::Tagged {
+            migrated: false,
+            deferred_restored: false
+        }
+    );
+    assert_invariants(&pool);
+}

@@ -144,7 +144,8 @@ fn setup() -> impl Strategy<Value = Setup> {
     )
 }
 
-/// Three regions: block size 1, block size 2, and memory without tag storage.
+/// Three regions: block size 1, block size 3 (a 96-frame group, not a
+/// power of two), and memory without tag storage.
 fn layout() -> Layout {
     Layout::new(&[
         RegionSpec {
