@@ -6,7 +6,8 @@
 //! allocation or a tag-enable fault needs the tag block. See `DESIGN.md` §2–§5
 //! for the model and §3 for the invariants `check_invariants()` verifies.
 //!
-//! The core is pure: `no_std`, no `alloc`, no `unsafe`. The caller sizes its
+//! The core is pure: `no_std`, no `alloc`, and no raw memory access (the
+//! workspace denies it). The caller sizes its
 //! tables with [`Pool::storage_sizes`] and hands them in as slices; every
 //! table is bounded. Effects on the machine (map, unmap, copy, zero, tags) go
 //! through the [`Kernel`] and [`TagOps`] traits the caller implements. Every
@@ -14,7 +15,6 @@
 //! the pool exactly as it was (I12): it plans first, checks that the plan can
 //! be carried out, and only then changes anything.
 #![no_std]
-#![forbid(unsafe_code)]
 
 mod buddy;
 mod error;

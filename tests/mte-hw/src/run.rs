@@ -1,4 +1,5 @@
 //! The body of the hardware test (aarch64 Linux only).
+#![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
