@@ -115,9 +115,7 @@ impl Pool<'_> {
         client: ClientId,
         request: AllocRequest,
     ) -> Result<Allocation, PoolError> {
-        self.work = Work::default();
-        let result = self.alloc_inner(machine, client, request);
-        self.note(result)
+        self.operation(|pool| pool.alloc_inner(machine, client, request))
     }
 
     /// Frees the allocation whose first page is at `vaddr`.
@@ -127,9 +125,7 @@ impl Pool<'_> {
         client: ClientId,
         vaddr: u64,
     ) -> Result<u32, PoolError> {
-        self.work = Work::default();
-        let result = self.free_inner(machine, client, vaddr);
-        self.note(result)
+        self.operation(|pool| pool.free_inner(machine, client, vaddr))
     }
 
     /// Enables tagging on `pages` pages at `vaddr`, like `mprotect(PROT_MTE)`:
@@ -142,9 +138,7 @@ impl Pool<'_> {
         vaddr: u64,
         pages: u32,
     ) -> Result<(), PoolError> {
-        self.work = Work::default();
-        let result = self.enable_tagging_inner(machine, client, vaddr, pages);
-        self.note(result)
+        self.operation(|pool| pool.enable_tagging_inner(machine, client, vaddr, pages))
     }
 
     /// Disables tagging on `pages` pages at `vaddr`: they are mapped untagged,
@@ -156,9 +150,7 @@ impl Pool<'_> {
         vaddr: u64,
         pages: u32,
     ) -> Result<(), PoolError> {
-        self.work = Work::default();
-        let result = self.disable_tagging_inner(machine, client, vaddr, pages);
-        self.note(result)
+        self.operation(|pool| pool.disable_tagging_inner(machine, client, vaddr, pages))
     }
 
     /// Resolves a fault of `client` on the metadata-none page at `vaddr`:
@@ -171,9 +163,7 @@ impl Pool<'_> {
         client: ClientId,
         vaddr: u64,
     ) -> Result<Resolution, PoolError> {
-        self.work = Work::default();
-        let result = self.resolve_fault_inner(machine, client, vaddr);
-        self.note(result)
+        self.operation(|pool| pool.resolve_fault_inner(machine, client, vaddr))
     }
 
     /// Pins the page at `vaddr`: it will never move. A page in tag storage is
@@ -184,23 +174,17 @@ impl Pool<'_> {
         client: ClientId,
         vaddr: u64,
     ) -> Result<(), PoolError> {
-        self.work = Work::default();
-        let result = self.pin_inner(machine, client, vaddr);
-        self.note(result)
+        self.operation(|pool| pool.pin_inner(machine, client, vaddr))
     }
 
     /// Unpins the page at `vaddr`.
     pub fn unpin(&mut self, client: ClientId, vaddr: u64) -> Result<(), PoolError> {
-        self.work = Work::default();
-        let result = self.unpin_inner(client, vaddr);
-        self.note(result)
+        self.operation(|pool| pool.unpin_inner(client, vaddr))
     }
 
     /// Reports the state of the page at `vaddr`.
     pub fn query(&mut self, client: ClientId, vaddr: u64) -> Result<PageInfo, PoolError> {
-        self.work = Work::default();
-        let result = self.query_inner(client, vaddr);
-        self.note(result)
+        self.operation(|pool| pool.query_inner(client, vaddr))
     }
 
     /// Frees every frame of `client` (after it was stopped). Returns the
@@ -210,9 +194,7 @@ impl Pool<'_> {
         machine: &mut M,
         client: ClientId,
     ) -> Result<u32, PoolError> {
-        self.work = Work::default();
-        let result = self.reclaim_inner(machine, client);
-        self.note(result)
+        self.operation(|pool| pool.reclaim_inner(machine, client))
     }
 
     /// Takes one data frame for the server's own use, for ever. A tagged one
@@ -223,12 +205,16 @@ impl Pool<'_> {
         machine: &mut M,
         tagged: bool,
     ) -> Result<Pfn, PoolError> {
-        self.work = Work::default();
-        let result = self.server_frame_inner(machine, tagged);
-        self.note(result)
+        self.operation(|pool| pool.server_frame_inner(machine, tagged))
     }
 
-    fn note<T>(&mut self, result: Result<T, PoolError>) -> Result<T, PoolError> {
+    /// Runs one public operation: fresh step counters, failures counted.
+    fn operation<T>(
+        &mut self,
+        body: impl FnOnce(&mut Self) -> Result<T, PoolError>,
+    ) -> Result<T, PoolError> {
+        self.work = Work::default();
+        let result = body(self);
         if let Err(error) = &result {
             self.stats.failures.count(error);
         }
