@@ -138,6 +138,10 @@ pub enum InitError {
     WindowsOverlap { first: u8, second: u8 },
     /// A frame index passed in does not exist.
     NoSuchFrame { frame: FrameIndex },
+    /// The bookkeeping region is smaller than the tables need.
+    BookkeepingTooSmall { needed: usize, given: usize },
+    /// The bookkeeping region does not start on an 8-byte boundary.
+    BookkeepingMisaligned,
 }
 
 impl From<LayoutError> for InitError {
@@ -166,6 +170,13 @@ impl core::fmt::Display for InitError {
                 f,
                 "client {client}'s window is empty, not 4 KiB aligned, or wraps the address space"
             ),
+            InitError::BookkeepingTooSmall { needed, given } => write!(
+                f,
+                "the bookkeeping region has {given} bytes, the pool tables need {needed}; raise its size in system.xml"
+            ),
+            InitError::BookkeepingMisaligned => {
+                f.write_str("the bookkeeping region is not 8-byte aligned; map it on a page boundary")
+            }
             InitError::WindowsOverlap { first, second } => {
                 write!(f, "the windows of clients {first} and {second} overlap; windows must be disjoint")
             }

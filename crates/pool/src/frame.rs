@@ -126,7 +126,19 @@ pub enum Frame {
 
 /// A packed frame entry. `FrameEntry::default()` is the state of a frame
 /// before the pool takes it over.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::KnownLayout,
+    zerocopy::Immutable,
+)]
 #[repr(transparent)]
 pub struct FrameEntry(u64);
 

@@ -125,8 +125,21 @@ pub struct ClientSpec {
     pub quota_frames: u32,
 }
 
-/// Per-client state, kept in a caller-provided table.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Per-client state, kept in a caller-provided table. Plain old data, so a
+/// server can carve the table out of its bookkeeping region.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::KnownLayout,
+    zerocopy::Immutable,
+)]
+#[repr(C)]
 pub struct ClientState {
     window_base: u64,
     window_pages: u32,
@@ -148,7 +161,18 @@ impl ClientState {
 }
 
 /// One slot of the bounded deferred-tag store (tags parked by frame).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::KnownLayout,
+    zerocopy::Immutable,
+)]
+#[repr(C)]
 pub struct DeferredSlot {
     frame: FrameIndex,
     tags: FrameTags,
@@ -196,6 +220,48 @@ pub struct Storage<'a> {
     pub deferred: &'a mut [DeferredSlot],
     /// One state per client.
     pub clients: &'a mut [ClientState],
+}
+
+impl<'a> Storage<'a> {
+    /// Carves the tables out of one bookkeeping region, as a server does with
+    /// the memory region `system.xml` maps for it. The region must be 8-byte
+    /// aligned and at least [`StorageSizes::bytes`] long. Returns the tables
+    /// and the bytes left over.
+    pub fn carve(
+        region: &'a mut [u8],
+        sizes: &StorageSizes,
+    ) -> Result<(Storage<'a>, &'a mut [u8]), InitError> {
+        use zerocopy::FromBytes;
+        let given = region.len();
+        let too_small = InitError::BookkeepingTooSmall {
+            needed: sizes.bytes(),
+            given,
+        };
+        if region.as_ptr().align_offset(8) != 0 {
+            return Err(InitError::BookkeepingMisaligned);
+        }
+        if given < sizes.bytes() {
+            return Err(too_small);
+        }
+        // 8-byte tables first, so every table starts aligned.
+        let (frames, rest) = <[FrameEntry]>::mut_from_prefix_with_elems(region, sizes.frames)
+            .map_err(|_| too_small)?;
+        let (clients, rest) = <[ClientState]>::mut_from_prefix_with_elems(rest, sizes.clients)
+            .map_err(|_| too_small)?;
+        let (page_map, rest) = <[FrameIndex]>::mut_from_prefix_with_elems(rest, sizes.page_map)
+            .map_err(|_| too_small)?;
+        let (deferred, rest) = <[DeferredSlot]>::mut_from_prefix_with_elems(rest, sizes.deferred)
+            .map_err(|_| too_small)?;
+        Ok((
+            Storage {
+                frames,
+                page_map,
+                deferred,
+                clients,
+            },
+            rest,
+        ))
+    }
 }
 
 /// Failures by cause.

@@ -8,6 +8,8 @@ use tagloan_mte::{
 };
 use tagloan_pool::{Access, ClientId, Kernel, Layout};
 
+use crate::trace::Event;
+
 const PAGE: u64 = FRAME_BYTES as u64;
 
 /// Sparse RAM: a frame costs memory only once it is written.
@@ -74,6 +76,8 @@ pub struct SimMachine {
     pub frames_zeroed: u64,
     /// Tag writes by the server (zero, copy or restore of one frame).
     pub tag_writes: u64,
+    /// Kernel and tag operations since the last drain, when recording.
+    events: Option<Vec<Event>>,
 }
 
 impl SimMachine {
@@ -86,7 +90,59 @@ impl SimMachine {
             frames_copied: 0,
             frames_zeroed: 0,
             tag_writes: 0,
+            events: None,
         }
+    }
+
+    /// Starts recording map, unmap, copy, zero and tag-write events.
+    pub fn record_events(&mut self) {
+        self.events.get_or_insert_with(Vec::new);
+    }
+
+    /// The events recorded since the last call.
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        self.events.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn event(&mut self, event: Event) {
+        if let Some(events) = &mut self.events {
+            events.push(event);
+        }
+    }
+
+    /// STG-like: the granules of `len` bytes at `pointer` take the pointer's
+    /// logical tag. Only on the client's own tagged pages, within one page.
+    pub fn set_granule_tags(
+        &mut self,
+        client: ClientId,
+        pointer: u64,
+        len: usize,
+    ) -> Result<(), AccessFault> {
+        let vaddr = untagged_address(pointer);
+        let (pfn, offset, access) = self.translate(client, pointer, len)?;
+        if access != Access::Tagged {
+            // STG on an untagged page stores no tags; treat as a misuse fault.
+            return Err(AccessFault::Vm { vaddr });
+        }
+        let mut tags = [0; TAG_BYTES_PER_FRAME];
+        self.read_frame_tags(pfn, &mut tags);
+        let tag = pointer_tag(pointer);
+        for granule in offset / GRANULE_BYTES..(offset + len).div_ceil(GRANULE_BYTES) {
+            tagloan_mte::set_granule_tag(&mut tags, granule, tag);
+        }
+        self.write_frame_tags(pfn, &tags);
+        Ok(())
+    }
+
+    /// The allocation tag of the granule at `pointer` in `client`'s page, if
+    /// the page is mapped.
+    pub fn memory_tag(&self, client: ClientId, pointer: u64) -> Option<Tag> {
+        let (pfn, _) = self.mapping(client, pointer)?;
+        self.layout.tag_location(pfn)?;
+        let mut tags = [0; TAG_BYTES_PER_FRAME];
+        self.read_frame_tags(pfn, &mut tags);
+        let offset = (untagged_address(pointer) % PAGE) as usize;
+        Some(granule_tag(&tags, offset / GRANULE_BYTES))
     }
 
     /// Where the tags of `pfn` live. Panics for a frame without tag storage:
@@ -224,6 +280,12 @@ impl Kernel for SimMachine {
             previous.is_none(),
             "client {client}: {vaddr:#x} mapped twice without unmap"
         );
+        self.event(Event::Map {
+            client,
+            vaddr,
+            frame,
+            access,
+        });
     }
 
     fn unmap(&mut self, client: ClientId, vaddr: u64) {
@@ -232,6 +294,7 @@ impl Kernel for SimMachine {
             previous.is_some(),
             "client {client}: unmapping {vaddr:#x}, which is not mapped"
         );
+        self.event(Event::Unmap { client, vaddr });
     }
 
     fn copy_frame(&mut self, source: Pfn, destination: Pfn) {
@@ -239,11 +302,16 @@ impl Kernel for SimMachine {
         self.ram.read(source, 0, &mut data);
         self.ram.write(destination, 0, &data);
         self.frames_copied += 1;
+        self.event(Event::Copy {
+            from: source,
+            to: destination,
+        });
     }
 
     fn zero_frame(&mut self, frame: Pfn) {
         self.ram.write(frame, 0, &[0; FRAME_BYTES]);
         self.frames_zeroed += 1;
+        self.event(Event::Zero { frame });
     }
 }
 
@@ -251,6 +319,7 @@ impl TagOps for SimMachine {
     fn zero_tags(&mut self, frame: Pfn) {
         self.write_frame_tags(frame, &[0; TAG_BYTES_PER_FRAME]);
         self.tag_writes += 1;
+        self.event(Event::TagWrite { frame });
     }
 
     fn copy_tags(&mut self, source: Pfn, destination: Pfn) {
@@ -258,6 +327,7 @@ impl TagOps for SimMachine {
         self.read_frame_tags(source, &mut tags);
         self.write_frame_tags(destination, &tags);
         self.tag_writes += 1;
+        self.event(Event::TagWrite { frame: destination });
     }
 
     fn read_tags(&mut self, frame: Pfn, tags: &mut FrameTags) {
@@ -267,6 +337,7 @@ impl TagOps for SimMachine {
     fn write_tags(&mut self, frame: Pfn, tags: &FrameTags) {
         self.write_frame_tags(frame, tags);
         self.tag_writes += 1;
+        self.event(Event::TagWrite { frame });
     }
 }
 

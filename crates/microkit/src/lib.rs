@@ -1,0 +1,339 @@
+//! The runtime API every tagloan protection domain is written against.
+//!
+//! It is shaped like rust-sel4's `sel4-microkit`: a PD is a [`Handler`] with
+//! `init`, `notified`, `protected` and `fault`; it talks through [`Channel`]s
+//! with [`MessageInfo`] and message registers, calls `ppcall` and `notify`,
+//! and a parent stops and restarts its [`Child`]ren. The one difference is
+//! that the kernel is reached through an [`Env`] passed to each entry point
+//! instead of free functions over a global IPC buffer: that is what lets the
+//! simulator run every PD of a system in one host process. Moving to
+//! `sel4-microkit` is mechanical: each `env.x(...)` becomes the free function
+//! or method of the same name.
+//!
+//! The server-side kernel operations the pool core needs (map a frame into a
+//! client VSpace with normal, tagged or no-access attributes; unmap; copy and
+//! zero a frame) are the pool's [`Kernel`] trait, and the tag operations are
+//! [`TagOps`]. The backend that holds the capabilities implements both and
+//! hands them to the memory server through [`Env::machine`].
+//!
+//! Backends: the simulator (`tagloan-sim`, the default) and the seL4 link stub
+//! in [`sel4`] (see the README for what is real there).
+#![no_std]
+
+pub mod sel4;
+
+pub use tagloan_mte::{FrameTags, TagOps};
+pub use tagloan_pool::{Access, ClientId, Kernel, Machine};
+
+/// Most message registers (seL4's `seL4_MsgMaxLength`).
+pub const MSG_MAX_LENGTH: usize = 120;
+/// Channel and child ids run from 0 to 62 (Microkit).
+pub const MAX_CHANNEL_ID: usize = 62;
+
+/// One end of a channel, by its id in this PD (`id=` in `system.xml`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Channel(u8);
+
+impl Channel {
+    /// The channel with id `index`. Panics above [`MAX_CHANNEL_ID`], as a
+    /// constant in a PD is a build-time fact.
+    pub const fn new(index: usize) -> Channel {
+        assert!(index <= MAX_CHANNEL_ID, "Microkit channel ids are 0 to 62");
+        Channel(index as u8)
+    }
+
+    /// The id.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A child PD, by its `id=` under this PD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Child(u8);
+
+impl Child {
+    /// The child with id `index`.
+    pub const fn new(index: usize) -> Child {
+        assert!(index <= MAX_CHANNEL_ID, "Microkit child ids are 0 to 62");
+        Child(index as u8)
+    }
+
+    /// The id.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The channels a notification wakeup carries (like `sel4-microkit`'s).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ChannelSet(u64);
+
+impl ChannelSet {
+    /// A set from a badge: bit `i` is channel `i`.
+    pub const fn from_badge(badge: u64) -> ChannelSet {
+        ChannelSet(badge)
+    }
+
+    /// The badge.
+    pub const fn badge(self) -> u64 {
+        self.0
+    }
+
+    /// Whether `channel` is in the set.
+    pub const fn contains(self, channel: Channel) -> bool {
+        self.0 >> channel.0 & 1 == 1
+    }
+
+    /// The channels, lowest id first.
+    pub fn iter(self) -> impl Iterator<Item = Channel> {
+        (0..=MAX_CHANNEL_ID)
+            .filter(move |&i| self.0 >> i & 1 == 1)
+            .map(Channel::new)
+    }
+}
+
+/// A message: its label and how many message registers it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MessageInfo {
+    label: u64,
+    count: usize,
+}
+
+impl MessageInfo {
+    /// seL4 labels are 52 bits wide.
+    pub const LABEL_BITS: u32 = 52;
+
+    /// A message. The label is truncated to 52 bits and the count clamped to
+    /// [`MSG_MAX_LENGTH`], as the kernel does.
+    pub const fn new(label: u64, count: usize) -> MessageInfo {
+        MessageInfo {
+            label: label & ((1 << Self::LABEL_BITS) - 1),
+            count: if count > MSG_MAX_LENGTH {
+                MSG_MAX_LENGTH
+            } else {
+                count
+            },
+        }
+    }
+
+    /// The label.
+    pub const fn label(&self) -> u64 {
+        self.label
+    }
+
+    /// The number of message registers.
+    pub const fn count(&self) -> usize {
+        self.count
+    }
+}
+
+/// Returned by a blocking call when the calling PD was stopped or restarted
+/// by its parent while blocked (for example, on a fault it took). On seL4 the
+/// thread never returns; in the simulator the handler must return at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Stopped;
+
+/// seL4 fault labels (AArch64, `seL4_Fault_*`).
+pub mod fault_label {
+    pub const CAP_FAULT: u64 = 1;
+    pub const UNKNOWN_SYSCALL: u64 = 2;
+    pub const USER_EXCEPTION: u64 = 3;
+    pub const VM_FAULT: u64 = 5;
+}
+
+/// AArch64 fault status codes (ESR.ISS.DFSC) the system uses.
+pub mod fsr {
+    /// Translation fault, level 3: the page is not mapped.
+    pub const TRANSLATION_L3: u64 = 0x07;
+    /// Permission fault, level 3: mapped with no access.
+    pub const PERMISSION_L3: u64 = 0x0f;
+    /// Synchronous tag check fault (FEAT_MTE).
+    pub const SYNC_TAG_CHECK: u64 = 0x11;
+}
+
+/// A fault message as the parent receives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// A data or instruction abort. For a tag-check fault, `addr` carries the
+    /// pointer's logical tag in bits 59:56 (FAR_EL1 does, with FEAT_MTE).
+    VmFault {
+        ip: u64,
+        addr: u64,
+        prefetch: bool,
+        fsr: u64,
+    },
+    /// An exception the kernel forwards (an undefined instruction, a crash).
+    UserException { ip: u64, number: u64, code: u64 },
+    /// A system call the kernel does not know.
+    UnknownSyscall { ip: u64, number: u64 },
+    /// Any other label, raw.
+    Other { label: u64 },
+}
+
+impl Fault {
+    /// Writes the fault's registers as the kernel lays them out; returns the
+    /// message info.
+    pub fn encode(&self, mrs: &mut [u64]) -> MessageInfo {
+        match *self {
+            Fault::VmFault {
+                ip,
+                addr,
+                prefetch,
+                fsr,
+            } => {
+                mrs[..4].copy_from_slice(&[ip, addr, u64::from(prefetch), fsr]);
+                MessageInfo::new(fault_label::VM_FAULT, 4)
+            }
+            Fault::UserException { ip, number, code } => {
+                mrs[..3].copy_from_slice(&[ip, number, code]);
+                MessageInfo::new(fault_label::USER_EXCEPTION, 3)
+            }
+            Fault::UnknownSyscall { ip, number } => {
+                mrs[..2].copy_from_slice(&[ip, number]);
+                MessageInfo::new(fault_label::UNKNOWN_SYSCALL, 2)
+            }
+            Fault::Other { label } => MessageInfo::new(label, 0),
+        }
+    }
+
+    /// Reads a fault message.
+    pub fn decode(info: MessageInfo, mrs: &[u64]) -> Fault {
+        let mr = |i: usize| mrs.get(i).copied().unwrap_or(0);
+        match (info.label(), info.count()) {
+            (fault_label::VM_FAULT, 4..) => Fault::VmFault {
+                ip: mr(0),
+                addr: mr(1),
+                prefetch: mr(2) != 0,
+                fsr: mr(3),
+            },
+            (fault_label::USER_EXCEPTION, 3..) => Fault::UserException {
+                ip: mr(0),
+                number: mr(1),
+                code: mr(2),
+            },
+            (fault_label::UNKNOWN_SYSCALL, 2..) => Fault::UnknownSyscall {
+                ip: mr(0),
+                number: mr(1),
+            },
+            (label, _) => Fault::Other { label },
+        }
+    }
+
+    /// Whether it is a synchronous MTE tag-check fault.
+    pub fn is_tag_check(&self) -> bool {
+        matches!(self, Fault::VmFault { fsr, .. } if fsr & 0x3f == fsr::SYNC_TAG_CHECK)
+    }
+}
+
+/// What a PD can ask of the kernel and of Microkit. One per PD.
+pub trait Env {
+    /// This PD's name in `system.xml`.
+    fn pd_name(&self) -> &str;
+
+    /// Message register `index`.
+    fn mr(&self, index: usize) -> u64;
+    /// Sets message register `index`.
+    fn set_mr(&mut self, index: usize, value: u64);
+
+    /// A protected procedure call on `channel`; returns the reply's info.
+    fn ppcall(&mut self, channel: Channel, info: MessageInfo) -> Result<MessageInfo, Stopped>;
+    /// Signals the notification of `channel`.
+    fn notify(&mut self, channel: Channel);
+
+    /// Stops `child` (Microkit `microkit_pd_stop`).
+    fn pd_stop(&mut self, child: Child);
+    /// Restarts `child` at its entry point, fresh (`microkit_pd_restart`).
+    fn pd_restart(&mut self, child: Child);
+
+    /// Writes to the debug console.
+    fn debug_print(&mut self, text: &str);
+
+    /// A memory region mapped into this PD, by its name in `system.xml`
+    /// (on seL4, found through `setvar_vaddr`).
+    fn region(&self, name: &str) -> Option<&[u8]>;
+    /// A writable region, handed out once, for a server's bookkeeping.
+    fn take_region_mut(&mut self, name: &str) -> Option<&'static mut [u8]>;
+
+    /// The kernel and tag operations over the pool's frames; only for the PD
+    /// that holds the frame and VSpace capabilities (the memory server).
+    fn machine(&mut self) -> Option<&mut dyn Machine>;
+
+    /// A load through `pointer` (bits 59:56 are the logical tag). A fault on
+    /// it goes to the parent; the load is retried if the parent resumes us.
+    fn load(&mut self, pointer: u64, out: &mut [u8]) -> Result<(), Stopped>;
+    /// A store through `pointer`.
+    fn store(&mut self, pointer: u64, bytes: &[u8]) -> Result<(), Stopped>;
+    /// IRG: `pointer` with a random logical tag, avoiding the tags whose bits
+    /// are set in `exclude`.
+    fn irg(&mut self, pointer: u64, exclude: u16) -> u64;
+    /// STG over `len` bytes (granule multiples) at `pointer`: the granules
+    /// take the pointer's logical tag. Only on this PD's tagged pages.
+    fn set_tags(&mut self, pointer: u64, len: usize) -> Result<(), Stopped>;
+}
+
+/// The event handler of a PD (`sel4_microkit::Handler`).
+pub trait Handler {
+    /// Runs once when the PD starts, and again after each restart.
+    fn init(&mut self, env: &mut dyn Env);
+
+    /// Notifications arrived on `channels`.
+    fn notified(&mut self, env: &mut dyn Env, channels: ChannelSet) {
+        let _ = channels;
+        env.debug_print("notification on a channel this PD does not handle");
+    }
+
+    /// A protected procedure call arrived on `channel`; returns the reply.
+    fn protected(&mut self, env: &mut dyn Env, channel: Channel, info: MessageInfo) -> MessageInfo {
+        let _ = (channel, info);
+        env.debug_print("protected procedure call to a PD that serves none");
+        MessageInfo::new(u64::MAX >> 12, 0)
+    }
+
+    /// `child` faulted. `Some(reply)` resumes it; `None` leaves it blocked
+    /// (the handler has stopped or restarted it).
+    fn fault(&mut self, env: &mut dyn Env, child: Child, info: MessageInfo) -> Option<MessageInfo> {
+        let _ = (child, info);
+        env.debug_print("a child faulted and this PD handles no faults");
+        None
+    }
+
+    /// Simulator hook: counters to report, and (for the memory server) the
+    /// result of its invariant check. Not part of the Microkit API; the seL4
+    /// backend never calls it.
+    fn audit(&mut self, sink: &mut dyn AuditSink) {
+        let _ = sink;
+    }
+}
+
+/// Receives what [`Handler::audit`] reports.
+pub trait AuditSink {
+    /// A named counter.
+    fn counter(&mut self, name: &str, value: u64);
+    /// The result of an invariant check: `None` if it held, else the
+    /// violation, formatted.
+    fn invariants(&mut self, violation: Option<&dyn core::fmt::Display>);
+    /// One managed frame's state, for pictures: called for every frame when
+    /// the sink asks for it.
+    fn wants_frames(&self) -> bool {
+        false
+    }
+    /// A frame's state (only when [`AuditSink::wants_frames`]).
+    fn frame(&mut self, index: u32, state: FrameView) {
+        let _ = (index, state);
+    }
+}
+
+/// The state of a frame as a picture shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FrameView {
+    DataFree,
+    OwnedUntagged,
+    OwnedTagged,
+    MetadataNone,
+    Pinned,
+    TagFree,
+    TagLent,
+    TagReserved,
+    Server,
+}

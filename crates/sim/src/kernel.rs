@@ -1,0 +1,841 @@
+//! The simulated kernel: PDs, channels, priorities, PPCs, notifications,
+//! faults, fault injection, and the [`Env`] each PD runs against.
+//!
+//! Semantics (the parts of seL4 and Microkit the PDs rely on):
+//! - A PPC runs the callee's `protected` on the caller's thread, at once,
+//!   and only along a channel whose caller end has `pp="true"` (the SDF check
+//!   already made sure the callee has a strictly higher priority).
+//! - A notification sets the channel's bit at the receiver. It is delivered
+//!   when the running handler returns, to the highest-priority PD with bits
+//!   pending; among equals, the seeded generator chooses. (On seL4 a higher
+//!   priority receiver would preempt at once; our handlers notify as their
+//!   last act, so the order of effects is the same.)
+//! - A fault of a child is delivered to its parent's `fault` at once. A reply
+//!   resumes the child, which retries the access; no reply leaves it blocked.
+//!   `pd_stop` and `pd_restart` end the child's current handler: its blocking
+//!   call returns [`Stopped`]. A restarted PD runs `init` again.
+//! - Client loads and stores go through the simulated MMU of [`SimMachine`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use tagloan_microkit::{
+    fsr, AuditSink, Channel, ChannelSet, Child, Env, Fault, FrameView, Handler, Machine,
+    MessageInfo, Stopped, MSG_MAX_LENGTH,
+};
+use tagloan_mte::{pointer_tag, with_pointer_tag, Tag, FRAME_BYTES};
+use tagloan_pool::ClientId;
+use zerocopy::IntoBytes;
+
+use crate::memory::{AccessFault, SimMachine};
+use crate::rng::Rng;
+use crate::sdf::Sdf;
+use crate::system::System;
+use crate::trace::{Event, Summary, Trace};
+
+/// Makes a PD's handler. Registered by program image name.
+pub type Constructor = Box<dyn Fn() -> Box<dyn Handler>>;
+
+/// The handler constructors, by program image (`memory_server.elf`, or its
+/// stem `memory_server`).
+#[derive(Default)]
+pub struct Registry {
+    constructors: BTreeMap<String, Constructor>,
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Registers `make` for the program image `image`.
+    pub fn register(&mut self, image: &str, make: impl Fn() -> Box<dyn Handler> + 'static) {
+        self.constructors.insert(image.to_string(), Box::new(make));
+    }
+
+    fn make(&self, image: &str) -> Option<Box<dyn Handler>> {
+        let stem = image.strip_suffix(".elf").unwrap_or(image);
+        self.constructors
+            .get(image)
+            .or_else(|| self.constructors.get(stem))
+            .map(|make| make())
+    }
+}
+
+/// A fault to inject.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Injection {
+    /// `pd` crashes at its `call`-th PPC (from 0): before the callee sees
+    /// it, or after the callee served it (the reply is lost).
+    CrashAtCall {
+        pd: String,
+        call: u64,
+        after_serve: bool,
+    },
+    /// `pd` crashes at its first kernel event at or after `step`.
+    CrashAtStep { pd: String, step: u64 },
+    /// One bit of `pd`'s `call`-th PPC (label or a register) is flipped.
+    CorruptCall { pd: String, call: u64 },
+    /// `pd`'s `index`-th notification (from 0) is lost.
+    DropNotification { pd: String, index: u64 },
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub seed: u64,
+    /// Keep the full trace text (the hash and summary are always kept).
+    pub keep_trace: bool,
+    /// Ask every PD for its audit (the memory server checks its invariants)
+    /// after each PPC it serves.
+    pub audit_every_call: bool,
+    pub injections: Vec<Injection>,
+    /// Where `prefill_path` files are looked for after the SDF's directory.
+    pub search_path: Vec<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            seed: 1,
+            keep_trace: false,
+            audit_every_call: true,
+            injections: Vec::new(),
+            search_path: Vec::new(),
+        }
+    }
+}
+
+/// Errors building a simulated system.
+#[derive(Debug)]
+pub enum SimError {
+    Sdf(crate::sdf::SdfError),
+    System(crate::system::SystemError),
+    /// A PD's program image has no registered handler.
+    NoHandler { pd: String, image: String },
+}
+
+impl std::fmt::Display for SimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SimError::Sdf(e) => write!(f, "{e}"),
+            SimError::System(e) => write!(f, "{e}"),
+            SimError::NoHandler { pd, image } => write!(
+                f,
+                "PD `{pd}`: no handler is registered for program image `{image}`; register it in the simulator's registry"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SimError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunState {
+    Running,
+    /// Stopped by its parent, or blocked on a fault nobody answered.
+    Stopped,
+    /// Restarted by its parent: `init` runs once its current handler ends.
+    Restarting,
+}
+
+struct PdState {
+    state: RunState,
+    pending: u64,
+    mrs: Box<[u64; MSG_MAX_LENGTH]>,
+    calls: u64,
+    notifies: u64,
+    client: Option<ClientId>,
+    executing: bool,
+    /// Readable regions mapped into it: name -> contents.
+    regions: BTreeMap<String, Vec<u8>>,
+    /// Writable regions not yet taken.
+    writable: Vec<(String, usize)>,
+}
+
+/// Audit results gathered from the PDs.
+#[derive(Clone, Debug, Default)]
+pub struct Audit {
+    /// Latest counters per PD.
+    pub counters: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Invariant checks run.
+    pub checks: u64,
+    /// Violations seen (the first few are kept).
+    pub violations: u64,
+    pub first_violations: Vec<String>,
+}
+
+impl Audit {
+    /// A counter of `pd`, or 0.
+    pub fn counter(&self, pd: &str, name: &str) -> u64 {
+        self.counters
+            .get(pd)
+            .and_then(|c| c.get(name))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+struct Core {
+    sdf: Sdf,
+    system: System,
+    pds: Vec<PdState>,
+    machine: SimMachine,
+    machine_owner: usize,
+    rng: Rng,
+    trace: Trace,
+    step: u64,
+    injections: Vec<Injection>,
+    audit_every_call: bool,
+    audit: Audit,
+}
+
+/// A simulated system.
+pub struct Sim {
+    core: Core,
+    handlers: Vec<Option<Box<dyn Handler>>>,
+    started: bool,
+}
+
+impl Sim {
+    /// Loads `sdf_path`, checks it with the platform and client table it
+    /// names, and builds every PD from `registry`.
+    pub fn load(sdf_path: &std::path::Path, registry: &Registry, config: Config) -> Result<Sim, SimError> {
+        let sdf = Sdf::load(sdf_path, &config.search_path).map_err(SimError::Sdf)?;
+        Sim::new(sdf, registry, config)
+    }
+
+    /// Builds a simulated system from a checked SDF.
+    pub fn new(sdf: Sdf, registry: &Registry, config: Config) -> Result<Sim, SimError> {
+        let system = System::from_sdf(&sdf).map_err(SimError::System)?;
+        let mut handlers = Vec::new();
+        let mut pds = Vec::new();
+        for (index, pd) in sdf.pds.iter().enumerate() {
+            let handler = registry
+                .make(&pd.program_image)
+                .ok_or_else(|| SimError::NoHandler {
+                    pd: pd.name.clone(),
+                    image: pd.program_image.clone(),
+                })?;
+            handlers.push(Some(handler));
+            let mut regions = BTreeMap::new();
+            let mut writable = Vec::new();
+            for map in &pd.maps {
+                let region = &sdf.regions[map.region];
+                if map.perms.contains('w') && region.prefill.is_none() {
+                    writable.push((region.name.clone(), region.size as usize));
+                } else {
+                    let mut bytes = system.prefill(map.region).to_vec();
+                    bytes.resize(region.size as usize, 0);
+                    regions.insert(region.name.clone(), bytes);
+                }
+            }
+            pds.push(PdState {
+                state: RunState::Running,
+                pending: 0,
+                mrs: Box::new([0; MSG_MAX_LENGTH]),
+                calls: 0,
+                notifies: 0,
+                client: system.client_of(index),
+                executing: false,
+                regions,
+                writable,
+            });
+        }
+        let mut machine = SimMachine::new(system.platform.layout);
+        machine.record_events();
+        let names = sdf.pds.iter().map(|p| p.name.clone()).collect();
+        let machine_owner = system.server;
+        Ok(Sim {
+            core: Core {
+                sdf,
+                system,
+                pds,
+                machine,
+                machine_owner,
+                rng: Rng::new(config.seed),
+                trace: Trace::new(names, config.keep_trace),
+                step: 0,
+                injections: config.injections,
+                audit_every_call: config.audit_every_call,
+                audit: Audit::default(),
+            },
+            handlers,
+            started: false,
+        })
+    }
+
+    /// Runs every PD's `init`, highest priority first (SDF order among equals).
+    fn start(&mut self) {
+        self.started = true;
+        let mut order: Vec<usize> = (0..self.core.pds.len()).collect();
+        order.sort_by_key(|&pd| std::cmp::Reverse(self.core.sdf.pds[pd].priority));
+        for pd in order {
+            self.core.record(Event::Init { pd });
+            run_handler(&mut self.core, &mut self.handlers, pd, |h, env| h.init(env));
+            self.settle();
+        }
+    }
+
+    /// Runs `init` again for PDs their parent restarted.
+    fn settle(&mut self) {
+        while let Some(pd) = self
+            .core
+            .pds
+            .iter()
+            .position(|p| p.state == RunState::Restarting && !p.executing)
+        {
+            self.core.pds[pd].state = RunState::Running;
+            self.core.record(Event::Init { pd });
+            run_handler(&mut self.core, &mut self.handlers, pd, |h, env| h.init(env));
+        }
+    }
+
+    /// Delivers one wakeup. Returns false when nothing is pending.
+    pub fn step(&mut self) -> bool {
+        if !self.started {
+            self.start();
+            return true;
+        }
+        let ready: Vec<usize> = (0..self.core.pds.len())
+            .filter(|&pd| {
+                let p = &self.core.pds[pd];
+                p.state == RunState::Running && p.pending != 0 && !p.executing
+            })
+            .collect();
+        let Some(top) = ready.iter().map(|&pd| self.core.sdf.pds[pd].priority).max() else {
+            return false;
+        };
+        let candidates: Vec<usize> = ready
+            .into_iter()
+            .filter(|&pd| self.core.sdf.pds[pd].priority == top)
+            .collect();
+        let pd = candidates[self.core.rng.below(candidates.len() as u64) as usize];
+        let badge = std::mem::take(&mut self.core.pds[pd].pending);
+        self.core.step += 1;
+        self.core.record(Event::Wake { pd, badge });
+        run_handler(&mut self.core, &mut self.handlers, pd, |h, env| {
+            h.notified(env, ChannelSet::from_badge(badge))
+        });
+        self.settle();
+        true
+    }
+
+    /// Runs until nothing is pending or `max_steps` kernel steps have run.
+    /// Returns the steps run.
+    pub fn run(&mut self, max_steps: u64) -> u64 {
+        let start = self.core.step;
+        while self.core.step - start < max_steps && self.step() {}
+        self.core.step - start
+    }
+
+    /// Kernel steps so far (wakeups, PPCs, faults, memory accesses).
+    pub fn steps(&self) -> u64 {
+        self.core.step
+    }
+
+    /// The trace.
+    pub fn trace(&self) -> &Trace {
+        &self.core.trace
+    }
+
+    /// The trace's counts, with the step count.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            steps: self.core.step,
+            ..self.core.trace.summary
+        }
+    }
+
+    /// What the PDs reported.
+    pub fn audit(&self) -> &Audit {
+        &self.core.audit
+    }
+
+    /// Asks every PD for its audit now (the server checks its invariants).
+    pub fn audit_now(&mut self) {
+        for pd in 0..self.core.pds.len() {
+            audit_pd(&mut self.core, &mut self.handlers, pd, None);
+        }
+    }
+
+    /// Every managed frame's state as the memory server sees it.
+    pub fn frame_views(&mut self) -> Vec<FrameView> {
+        let server = self.core.machine_owner;
+        let mut views = Vec::new();
+        audit_pd(&mut self.core, &mut self.handlers, server, Some(&mut views));
+        views
+    }
+
+    /// The simulated machine (RAM, tags, mappings).
+    pub fn machine(&self) -> &SimMachine {
+        &self.core.machine
+    }
+
+    /// The system: SDF, platform and client table, bound together.
+    pub fn system(&self) -> &System {
+        &self.core.system
+    }
+
+    /// The checked SDF.
+    pub fn sdf(&self) -> &Sdf {
+        &self.core.sdf
+    }
+
+    /// Whether `pd` is running (not stopped).
+    pub fn is_running(&self, pd: &str) -> bool {
+        self.core
+            .sdf
+            .pd(pd)
+            .is_some_and(|p| self.core.pds[p].state != RunState::Stopped)
+    }
+}
+
+impl Core {
+    fn record(&mut self, event: Event) {
+        self.trace.record(self.step, event);
+    }
+
+    fn flush_machine_events(&mut self) {
+        for event in self.machine.drain_events() {
+            self.trace.record(self.step, event);
+        }
+    }
+
+    /// One kernel step of `pd`; fires a step-based crash injection.
+    fn tick(&mut self, pd: usize) -> bool {
+        self.step += 1;
+        let name = &self.sdf.pds[pd].name;
+        let step = self.step;
+        if let Some(i) = self.injections.iter().position(
+            |inj| matches!(inj, Injection::CrashAtStep { pd: p, step: s } if p == name && *s <= step),
+        ) {
+            self.injections.remove(i);
+            return true;
+        }
+        false
+    }
+
+    fn take_injection(&mut self, pd: usize, wanted: impl Fn(&Injection, &str) -> bool) -> bool {
+        let name = self.sdf.pds[pd].name.clone();
+        match self.injections.iter().position(|i| wanted(i, &name)) {
+            Some(i) => {
+                self.injections.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Runs one entry point of `pd`'s handler with its env.
+fn run_handler(
+    core: &mut Core,
+    handlers: &mut [Option<Box<dyn Handler>>],
+    pd: usize,
+    body: impl FnOnce(&mut dyn Handler, &mut dyn Env),
+) {
+    let mut handler = handlers[pd]
+        .take()
+        .unwrap_or_else(|| panic!("PD `{}` re-entered: a PPC or fault cycle", core.sdf.pds[pd].name));
+    core.pds[pd].executing = true;
+    {
+        let mut env = PdEnv {
+            core: &mut *core,
+            handlers: &mut *handlers,
+            pd,
+        };
+        body(handler.as_mut(), &mut env);
+    }
+    core.pds[pd].executing = false;
+    handlers[pd] = Some(handler);
+}
+
+struct Sink<'a> {
+    pd: String,
+    audit: &'a mut Audit,
+    frames: Option<&'a mut Vec<FrameView>>,
+}
+
+impl AuditSink for Sink<'_> {
+    fn counter(&mut self, name: &str, value: u64) {
+        self.audit
+            .counters
+            .entry(self.pd.clone())
+            .or_default()
+            .insert(name.to_string(), value);
+    }
+
+    fn invariants(&mut self, violation: Option<&dyn std::fmt::Display>) {
+        self.audit.checks += 1;
+        if let Some(v) = violation {
+            self.audit.violations += 1;
+            if self.audit.first_violations.len() < 8 {
+                self.audit.first_violations.push(format!("{}: {v}", self.pd));
+            }
+        }
+    }
+
+    fn wants_frames(&self) -> bool {
+        self.frames.is_some()
+    }
+
+    fn frame(&mut self, index: u32, state: FrameView) {
+        if let Some(frames) = &mut self.frames {
+            if frames.len() <= index as usize {
+                frames.resize(index as usize + 1, FrameView::DataFree);
+            }
+            frames[index as usize] = state;
+        }
+    }
+}
+
+fn audit_pd(
+    core: &mut Core,
+    handlers: &mut [Option<Box<dyn Handler>>],
+    pd: usize,
+    frames: Option<&mut Vec<FrameView>>,
+) {
+    if let Some(handler) = handlers[pd].as_mut() {
+        let mut sink = Sink {
+            pd: core.sdf.pds[pd].name.clone(),
+            audit: &mut core.audit,
+            frames,
+        };
+        handler.audit(&mut sink);
+    }
+}
+
+/// The env of one PD while its handler runs.
+struct PdEnv<'a> {
+    core: &'a mut Core,
+    handlers: &'a mut [Option<Box<dyn Handler>>],
+    pd: usize,
+}
+
+impl PdEnv<'_> {
+    fn running(&self) -> bool {
+        self.core.pds[self.pd].state == RunState::Running
+    }
+
+    /// Delivers `fault` of this PD to its parent. Returns whether this PD may
+    /// go on (the parent replied and neither stopped nor restarted it).
+    fn fault(&mut self, fault: Fault) -> bool {
+        let child = self.pd;
+        self.core.record(Event::Fault { pd: child, fault });
+        let Some(parent) = self.core.sdf.pds[child].parent else {
+            // No fault handler: seL4 leaves the thread blocked for ever.
+            self.core.pds[child].state = RunState::Stopped;
+            self.core.record(Event::Stop { pd: child });
+            return false;
+        };
+        let child_id = self.core.sdf.pds[child].child_id.expect("a child PD has an id");
+        let info = fault.encode(&mut self.core.pds[parent].mrs[..]);
+        let mut reply = None;
+        run_handler(self.core, self.handlers, parent, |h, env| {
+            reply = h.fault(env, Child::new(usize::from(child_id)), info);
+        });
+        self.core.record(Event::FaultReply {
+            parent,
+            child,
+            resumed: reply.is_some(),
+        });
+        if reply.is_none() && self.core.pds[child].state == RunState::Running {
+            // Nobody answered and nobody restarted it: blocked for ever.
+            self.core.pds[child].state = RunState::Stopped;
+            self.core.record(Event::Stop { pd: child });
+        }
+        reply.is_some() && self.running()
+    }
+
+    fn crash(&mut self, what: &str) -> bool {
+        self.core.record(Event::Inject {
+            pd: self.pd,
+            what: what.to_string(),
+        });
+        self.fault(Fault::UserException {
+            ip: self.core.step,
+            number: 0,
+            code: 0xdead,
+        })
+    }
+
+    /// One kernel step; a crash injected here may stop us.
+    fn tick(&mut self) -> Result<(), Stopped> {
+        if !self.running() {
+            return Err(Stopped);
+        }
+        if self.core.tick(self.pd) && !self.crash("crash at step") {
+            return Err(Stopped);
+        }
+        Ok(())
+    }
+
+    fn client(&self) -> Option<ClientId> {
+        self.core.pds[self.pd].client
+    }
+
+    /// Runs a memory access, delivering its faults; splits at page edges.
+    fn access(
+        &mut self,
+        pointer: u64,
+        len: usize,
+        mut op: impl FnMut(&mut SimMachine, ClientId, u64, std::ops::Range<usize>) -> Result<(), AccessFault>,
+    ) -> Result<(), Stopped> {
+        let page = FRAME_BYTES as u64;
+        let mut done = 0usize;
+        while done < len || (len == 0 && done == 0) {
+            let at = pointer.wrapping_add(done as u64);
+            let chunk = ((page - (at % page)) as usize).min(len - done);
+            let mut attempts = 0;
+            loop {
+                self.tick()?;
+                self.core.trace.summary.accesses += 1;
+                let result = match self.client() {
+                    Some(client) => op(&mut self.core.machine, client, at, done..done + chunk),
+                    None => Err(AccessFault::Vm {
+                        vaddr: tagloan_mte::untagged_address(at),
+                    }),
+                };
+                let fault = match result {
+                    Ok(()) => break,
+                    Err(AccessFault::Vm { vaddr }) => Fault::VmFault {
+                        ip: self.core.step,
+                        addr: vaddr,
+                        prefetch: false,
+                        fsr: match self.client().and_then(|c| self.core.machine.mapping(c, vaddr)) {
+                            Some(_) => fsr::PERMISSION_L3,
+                            None => fsr::TRANSLATION_L3,
+                        },
+                    },
+                    Err(AccessFault::TagCheck {
+                        vaddr, pointer_tag, ..
+                    }) => Fault::VmFault {
+                        ip: self.core.step,
+                        addr: with_pointer_tag(vaddr, pointer_tag),
+                        prefetch: false,
+                        fsr: fsr::SYNC_TAG_CHECK,
+                    },
+                };
+                if !self.fault(fault) {
+                    return Err(Stopped);
+                }
+                attempts += 1;
+                if attempts >= 16 {
+                    // The parent resumes us without fixing the fault: on seL4
+                    // this spins for ever. Stop it and say so.
+                    self.core.record(Event::Inject {
+                        pd: self.pd,
+                        what: "livelock: 16 identical faults resumed; stopped".into(),
+                    });
+                    self.core.pds[self.pd].state = RunState::Stopped;
+                    return Err(Stopped);
+                }
+            }
+            done += chunk;
+            if len == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Env for PdEnv<'_> {
+    fn pd_name(&self) -> &str {
+        &self.core.sdf.pds[self.pd].name
+    }
+
+    fn mr(&self, index: usize) -> u64 {
+        self.core.pds[self.pd].mrs[index]
+    }
+
+    fn set_mr(&mut self, index: usize, value: u64) {
+        self.core.pds[self.pd].mrs[index] = value;
+    }
+
+    fn ppcall(&mut self, channel: Channel, info: MessageInfo) -> Result<MessageInfo, Stopped> {
+        self.tick()?;
+        let me = self.pd;
+        let call = self.core.pds[me].calls;
+        self.core.pds[me].calls += 1;
+        let peer = self.core.sdf.peer(me, channel.index() as u8);
+        let Some((mine, theirs)) = peer.filter(|(mine, _)| mine.pp) else {
+            // No PPC capability in that slot: seL4 raises a cap fault.
+            if self.fault(Fault::Other {
+                label: tagloan_microkit::fault_label::CAP_FAULT,
+            }) {
+                return Ok(MessageInfo::new(u64::MAX >> 12, 0));
+            }
+            return Err(Stopped);
+        };
+        let _ = mine;
+        if self.core.take_injection(me, |i, n| {
+            matches!(i, Injection::CrashAtCall { pd, call: c, after_serve: false } if pd == n && *c == call)
+        }) && !self.crash("crash before the call reaches the server")
+        {
+            return Err(Stopped);
+        }
+        let mut info = info;
+        let count = info.count();
+        if self.core.take_injection(me, |i, n| {
+            matches!(i, Injection::CorruptCall { pd, call: c } if pd == n && *c == call)
+        }) {
+            let bit = self.core.rng.below(64);
+            let what = if count == 0 || self.core.rng.below(4) == 0 {
+                info = MessageInfo::new(info.label() ^ (1 << (bit % 8)), count);
+                format!("corrupt call {call}: label bit {}", bit % 8)
+            } else {
+                let word = self.core.rng.below(count as u64) as usize;
+                self.core.pds[me].mrs[word] ^= 1 << bit;
+                format!("corrupt call {call}: mr{word} bit {bit}")
+            };
+            self.core.record(Event::Inject { pd: me, what });
+        }
+        let callee = theirs.pd;
+        let words: Vec<u64> = self.core.pds[me].mrs[..count].to_vec();
+        self.core.pds[callee].mrs[..count].copy_from_slice(&words);
+        self.core.record(Event::Call {
+            from: me,
+            to: callee,
+            channel: theirs.id,
+            label: info.label(),
+            words,
+        });
+        let mut reply = MessageInfo::new(0, 0);
+        run_handler(self.core, self.handlers, callee, |h, env| {
+            reply = h.protected(env, Channel::new(usize::from(theirs.id)), info);
+        });
+        self.core.flush_machine_events();
+        if self.core.audit_every_call {
+            audit_pd(self.core, self.handlers, callee, None);
+        }
+        let words: Vec<u64> = self.core.pds[callee].mrs[..reply.count()].to_vec();
+        self.core.record(Event::Reply {
+            from: callee,
+            to: me,
+            label: reply.label(),
+            words: words.clone(),
+        });
+        if self.core.take_injection(me, |i, n| {
+            matches!(i, Injection::CrashAtCall { pd, call: c, after_serve: true } if pd == n && *c == call)
+        }) && !self.crash("crash after the server served the call; the reply is lost")
+        {
+            return Err(Stopped);
+        }
+        if !self.running() {
+            return Err(Stopped);
+        }
+        self.core.pds[me].mrs[..words.len()].copy_from_slice(&words);
+        Ok(reply)
+    }
+
+    fn notify(&mut self, channel: Channel) {
+        let me = self.pd;
+        let Some((mine, theirs)) = self.core.sdf.peer(me, channel.index() as u8) else {
+            self.core.record(Event::Print {
+                pd: me,
+                text: format!("notify on channel {} that does not exist: ignored", channel.index()),
+            });
+            return;
+        };
+        if !mine.notify {
+            self.core.record(Event::Print {
+                pd: me,
+                text: format!("notify on channel {} whose end has notify=\"false\": ignored", channel.index()),
+            });
+            return;
+        }
+        let index = self.core.pds[me].notifies;
+        self.core.pds[me].notifies += 1;
+        if self.core.take_injection(me, |i, n| {
+            matches!(i, Injection::DropNotification { pd, index: x } if pd == n && *x == index)
+        }) {
+            self.core.record(Event::NotifyDropped {
+                from: me,
+                to: theirs.pd,
+                channel: theirs.id,
+            });
+            return;
+        }
+        self.core.pds[theirs.pd].pending |= 1 << theirs.id;
+        self.core.record(Event::Notify {
+            from: me,
+            to: theirs.pd,
+            channel: theirs.id,
+        });
+    }
+
+    fn pd_stop(&mut self, child: Child) {
+        if let Some(pd) = self.core.sdf.child(self.pd, child.index() as u8) {
+            self.core.pds[pd].state = RunState::Stopped;
+            self.core.pds[pd].pending = 0;
+            self.core.record(Event::Stop { pd });
+        }
+    }
+
+    fn pd_restart(&mut self, child: Child) {
+        if let Some(pd) = self.core.sdf.child(self.pd, child.index() as u8) {
+            self.core.pds[pd].state = RunState::Restarting;
+            self.core.record(Event::Restart { pd });
+        }
+    }
+
+    fn debug_print(&mut self, text: &str) {
+        self.core.record(Event::Print {
+            pd: self.pd,
+            text: text.to_string(),
+        });
+    }
+
+    fn region(&self, name: &str) -> Option<&[u8]> {
+        self.core.pds[self.pd].regions.get(name).map(Vec::as_slice)
+    }
+
+    fn take_region_mut(&mut self, name: &str) -> Option<&'static mut [u8]> {
+        let writable = &mut self.core.pds[self.pd].writable;
+        let index = writable.iter().position(|(n, _)| n == name)?;
+        let (_, size) = writable.remove(index);
+        // The region lives as long as the system, as on seL4. u64 backing
+        // gives the 8-byte alignment a page-aligned mapping would.
+        let words: &'static mut [u64] = Box::leak(vec![0u64; size.div_ceil(8)].into_boxed_slice());
+        Some(words.as_mut_bytes())
+    }
+
+    fn machine(&mut self) -> Option<&mut dyn Machine> {
+        if self.pd == self.core.machine_owner {
+            Some(&mut self.core.machine)
+        } else {
+            None
+        }
+    }
+
+    fn load(&mut self, pointer: u64, out: &mut [u8]) -> Result<(), Stopped> {
+        self.access(pointer, out.len(), |m, client, at, range| {
+            m.load(client, at, &mut out[range])
+        })
+    }
+
+    fn store(&mut self, pointer: u64, bytes: &[u8]) -> Result<(), Stopped> {
+        self.access(pointer, bytes.len(), |m, client, at, range| {
+            m.store(client, at, &bytes[range])
+        })
+    }
+
+    fn irg(&mut self, pointer: u64, exclude: u16) -> u64 {
+        let allowed: Vec<u8> = (0..16u8).filter(|t| exclude >> t & 1 == 0).collect();
+        let tag = if allowed.is_empty() {
+            0
+        } else {
+            allowed[self.core.rng.below(allowed.len() as u64) as usize]
+        };
+        with_pointer_tag(pointer, Tag::from_low_bits(tag))
+    }
+
+    fn set_tags(&mut self, pointer: u64, len: usize) -> Result<(), Stopped> {
+        let _ = pointer_tag(pointer);
+        self.access(pointer, len, |m, client, at, range| {
+            m.set_granule_tags(client, at, range.len())
+        })
+    }
+}

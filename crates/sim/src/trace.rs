@@ -1,0 +1,212 @@
+//! The structured event log of a run, and its summary.
+//!
+//! Every event is rendered to one line of text and folded into a running
+//! FNV-1a hash; the lines are kept only when the run asked for the full
+//! trace. Two runs with one seed have equal hashes and byte-identical lines.
+
+use std::fmt::Write as _;
+
+use tagloan_microkit::{Access, Fault};
+
+/// One thing that happened. PDs are by index into the SDF's PD list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Init { pd: usize },
+    Notify { from: usize, to: usize, channel: u8 },
+    NotifyDropped { from: usize, to: usize, channel: u8 },
+    Wake { pd: usize, badge: u64 },
+    Call { from: usize, to: usize, channel: u8, label: u64, words: Vec<u64> },
+    Reply { from: usize, to: usize, label: u64, words: Vec<u64> },
+    Fault { pd: usize, fault: Fault },
+    FaultReply { parent: usize, child: usize, resumed: bool },
+    Stop { pd: usize },
+    Restart { pd: usize },
+    Map { client: u8, vaddr: u64, frame: u64, access: Access },
+    Unmap { client: u8, vaddr: u64 },
+    Copy { from: u64, to: u64 },
+    Zero { frame: u64 },
+    TagWrite { frame: u64 },
+    Inject { pd: usize, what: String },
+    Print { pd: usize, text: String },
+}
+
+/// Counts of each kind of event, and of client memory accesses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub steps: u64,
+    pub calls: u64,
+    pub notifications: u64,
+    pub notifications_dropped: u64,
+    pub faults_vm: u64,
+    pub faults_tag_check: u64,
+    pub faults_other: u64,
+    pub stops: u64,
+    pub restarts: u64,
+    pub maps: u64,
+    pub unmaps: u64,
+    pub copies: u64,
+    pub zeroes: u64,
+    pub tag_writes: u64,
+    pub injections: u64,
+    pub accesses: u64,
+}
+
+impl Summary {
+    /// All faults.
+    pub fn faults(&self) -> u64 {
+        self.faults_vm + self.faults_tag_check + self.faults_other
+    }
+}
+
+/// The log.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    names: Vec<String>,
+    keep_lines: bool,
+    lines: String,
+    hash: u64,
+    line: String,
+    pub summary: Summary,
+}
+
+impl Trace {
+    /// A trace over PDs named `names`; `keep_lines` keeps the text.
+    pub fn new(names: Vec<String>, keep_lines: bool) -> Trace {
+        Trace {
+            names,
+            keep_lines,
+            lines: String::new(),
+            hash: 0xcbf2_9ce4_8422_2325,
+            line: String::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    /// The kept text (empty unless asked for).
+    pub fn text(&self) -> &str {
+        &self.lines
+    }
+
+    /// FNV-1a over every line: equal for byte-identical traces.
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    fn count(&mut self, event: &Event) {
+        let s = &mut self.summary;
+        match event {
+            Event::Call { .. } => s.calls += 1,
+            Event::Notify { .. } => s.notifications += 1,
+            Event::NotifyDropped { .. } => s.notifications_dropped += 1,
+            Event::Fault { fault, .. } => {
+                if fault.is_tag_check() {
+                    s.faults_tag_check += 1
+                } else if matches!(fault, Fault::VmFault { .. }) {
+                    s.faults_vm += 1
+                } else {
+                    s.faults_other += 1
+                }
+            }
+            Event::Stop { .. } => s.stops += 1,
+            Event::Restart { .. } => s.restarts += 1,
+            Event::Map { .. } => s.maps += 1,
+            Event::Unmap { .. } => s.unmaps += 1,
+            Event::Copy { .. } => s.copies += 1,
+            Event::Zero { .. } => s.zeroes += 1,
+            Event::TagWrite { .. } => s.tag_writes += 1,
+            Event::Inject { .. } => s.injections += 1,
+            Event::Init { .. }
+            | Event::Wake { .. }
+            | Event::Reply { .. }
+            | Event::FaultReply { .. }
+            | Event::Print { .. } => {}
+        }
+    }
+
+    /// Records `event` at `step`.
+    pub fn record(&mut self, step: u64, event: Event) {
+        self.count(&event);
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        self.render(&mut line, step, &event);
+        for byte in line.bytes().chain([b'\n']) {
+            self.hash ^= u64::from(byte);
+            self.hash = self.hash.wrapping_mul(0x100_0000_01b3);
+        }
+        if self.keep_lines {
+            self.lines.push_str(&line);
+            self.lines.push('\n');
+        }
+        self.line = line;
+    }
+
+    fn name(&self, pd: usize) -> &str {
+        self.names.get(pd).map_or("?", String::as_str)
+    }
+
+    fn render(&self, out: &mut String, step: u64, event: &Event) {
+        let _ = write!(out, "{step:>8} ");
+        let _ = match event {
+            Event::Init { pd } => write!(out, "init {}", self.name(*pd)),
+            Event::Notify { from, to, channel } => {
+                write!(out, "notify {} -> {} ch{channel}", self.name(*from), self.name(*to))
+            }
+            Event::NotifyDropped { from, to, channel } => write!(
+                out,
+                "notify-dropped {} -> {} ch{channel}",
+                self.name(*from),
+                self.name(*to)
+            ),
+            Event::Wake { pd, badge } => write!(out, "wake {} badge={badge:#x}", self.name(*pd)),
+            Event::Call {
+                from,
+                to,
+                channel,
+                label,
+                words,
+            } => write!(
+                out,
+                "call {} -> {} ch{channel} label={label} mrs={words:x?}",
+                self.name(*from),
+                self.name(*to)
+            ),
+            Event::Reply {
+                from,
+                to,
+                label,
+                words,
+            } => write!(
+                out,
+                "reply {} -> {} label={label} mrs={words:x?}",
+                self.name(*from),
+                self.name(*to)
+            ),
+            Event::Fault { pd, fault } => write!(out, "fault {} {fault:x?}", self.name(*pd)),
+            Event::FaultReply {
+                parent,
+                child,
+                resumed,
+            } => write!(
+                out,
+                "fault-reply {} -> {} {}",
+                self.name(*parent),
+                self.name(*child),
+                if *resumed { "resume" } else { "no-reply" }
+            ),
+            Event::Stop { pd } => write!(out, "stop {}", self.name(*pd)),
+            Event::Restart { pd } => write!(out, "restart {}", self.name(*pd)),
+            Event::Map {
+                client,
+                vaddr,
+                frame,
+                access,
+            } => write!(out, "map client{client} {vaddr:#x} -> pfn {frame:#x} {access:?}"),
+            Event::Unmap { client, vaddr } => write!(out, "unmap client{client} {vaddr:#x}"),
+            Event::Copy { from, to } => write!(out, "copy pfn {from:#x} -> {to:#x}"),
+            Event::Zero { frame } => write!(out, "zero pfn {frame:#x}"),
+            Event::TagWrite { frame } => write!(out, "tags pfn {frame:#x}"),
+            Event::Inject { pd, what } => write!(out, "inject {} {what}", self.name(*pd)),
+            Event::Print { pd, text } => write!(out, "print {}: {text}", self.name(*pd)),
+        };
+    }
+}
