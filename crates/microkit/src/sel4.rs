@@ -21,7 +21,8 @@ impl HaltingEnv {
     }
 }
 
-fn halt() -> ! {
+/// Stops this PD for good (the stub's answer to every kernel call).
+pub fn halt() -> ! {
     loop {
         core::hint::spin_loop();
     }
@@ -78,4 +79,25 @@ pub fn run<H: Handler>(mut handler: H, name: &'static str) -> ! {
     let mut env = HaltingEnv::new(name);
     handler.init(&mut env);
     halt()
+}
+
+/// Declares a PD's program image: its `_start` entry runs `init` of the
+/// handler `$handler`, and a panic halts the PD.
+#[macro_export]
+macro_rules! protection_domain {
+    ($handler:expr, $name:literal) => {
+        // `no_mangle` is an unsafe attribute (two symbols of one name would
+        // clash). SAFETY: each PD image defines `_start` exactly once, here;
+        // it is the entry the loader jumps to.
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn _start() -> ! {
+            $crate::sel4::run($handler, $name)
+        }
+
+        #[panic_handler]
+        fn panic(_info: &core::panic::PanicInfo) -> ! {
+            $crate::sel4::halt()
+        }
+    };
 }

@@ -109,7 +109,7 @@ impl Pool<'_> {
     /// `2^order` pages zeroed (and tags zeroed when tagged), a recall of the
     /// touched blocks (at most `block_frames` pages copied per block), and a
     /// refile of each changed group (`32 * block_frames` entries).
-    pub fn alloc<M: Machine>(
+    pub fn alloc<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         client: ClientId,
@@ -119,7 +119,7 @@ impl Pool<'_> {
     }
 
     /// Frees the allocation whose first page is at `vaddr`.
-    pub fn free<M: Machine>(
+    pub fn free<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         client: ClientId,
@@ -131,7 +131,7 @@ impl Pool<'_> {
     /// Enables tagging on `pages` pages at `vaddr`, like `mprotect(PROT_MTE)`:
     /// untagged pages become metadata-none (no access, data kept), pages
     /// already tagged are left alone. No storage is reserved yet.
-    pub fn enable_tagging<M: Machine>(
+    pub fn enable_tagging<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         client: ClientId,
@@ -143,7 +143,7 @@ impl Pool<'_> {
 
     /// Disables tagging on `pages` pages at `vaddr`: they are mapped untagged,
     /// their block references dropped and their tags discarded.
-    pub fn disable_tagging<M: Machine>(
+    pub fn disable_tagging<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         client: ClientId,
@@ -157,7 +157,7 @@ impl Pool<'_> {
     /// reserves its block (recalling it if lent), moves the page out of tag
     /// storage if it lives there, writes its tags (deferred ones, or zero)
     /// and maps it tagged. The fault handler calls this for the client.
-    pub fn resolve_fault<M: Machine>(
+    pub fn resolve_fault<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         client: ClientId,
@@ -168,7 +168,7 @@ impl Pool<'_> {
 
     /// Pins the page at `vaddr`: it will never move. A page in tag storage is
     /// migrated to the data pool first, like a long-term pin leaving CMA.
-    pub fn pin<M: Machine>(
+    pub fn pin<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         client: ClientId,
@@ -189,7 +189,7 @@ impl Pool<'_> {
 
     /// Frees every frame of `client` (after it was stopped). Returns the
     /// number of frames reclaimed. Work: one pass over its window.
-    pub fn reclaim_client<M: Machine>(
+    pub fn reclaim_client<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         client: ClientId,
@@ -200,7 +200,7 @@ impl Pool<'_> {
     /// Takes one data frame for the server's own use, for ever. A tagged one
     /// holds its tag block permanently (like the RFC's zero page); the server
     /// uses it to probe whether the hardware stores tags.
-    pub fn take_server_frame<M: Machine>(
+    pub fn take_server_frame<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         tagged: bool,
@@ -463,7 +463,7 @@ impl Pool<'_> {
 
     /// Reserves `blocks` for tags, recalling their borrowers. Must follow a
     /// successful [`Pool::check_reservation`]; cannot fail.
-    fn commit_reservation<M: Machine>(&mut self, machine: &mut M, blocks: &[BlockId]) {
+    fn commit_reservation<M: Machine + ?Sized>(&mut self, machine: &mut M, blocks: &[BlockId]) {
         // Take the free frames first, so no borrower is moved into a block
         // that is being reserved.
         for &block in blocks {
@@ -513,7 +513,7 @@ impl Pool<'_> {
     /// unmap, copy the data, carry the deferred tags, update the maps. The
     /// page stays unmapped; the caller maps it. `source` keeps a stale entry
     /// the caller overwrites.
-    fn relocate<M: Machine>(
+    fn relocate<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         source: FrameIndex,
@@ -539,7 +539,7 @@ impl Pool<'_> {
     }
 
     /// Moves an untagged page and maps it again with the same attributes.
-    fn migrate<M: Machine>(
+    fn migrate<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         source: FrameIndex,
@@ -570,7 +570,7 @@ impl Pool<'_> {
 
     /// Writes the tags of a page being mapped tagged: its deferred tags if
     /// any (consuming them), zero otherwise. Returns whether tags were restored.
-    fn install_tags<M: Machine>(
+    fn install_tags<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         index: FrameIndex,
@@ -616,7 +616,7 @@ impl Pool<'_> {
 
     /// Releases one owned page: unmap, drop its block reference or deferred
     /// tags, and free the frame.
-    fn release_page<M: Machine>(&mut self, machine: &mut M, index: FrameIndex) {
+    fn release_page<M: Machine + ?Sized>(&mut self, machine: &mut M, index: FrameIndex) {
         let Frame::Owned(mut owned) = self.entry(index) else {
             panic!("releasing frame {index}, which is not owned");
         };
@@ -631,7 +631,7 @@ impl Pool<'_> {
 
     // ----- operations -------------------------------------------------------
 
-    fn alloc_inner<M: Machine>(
+    fn alloc_inner<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         client: ClientId,
@@ -740,7 +740,7 @@ impl Pool<'_> {
         })
     }
 
-    fn free_inner<M: Machine>(
+    fn free_inner<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         client: ClientId,
@@ -777,7 +777,7 @@ impl Pool<'_> {
         Ok(first)
     }
 
-    fn enable_tagging_inner<M: Machine>(
+    fn enable_tagging_inner<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         client: ClientId,
@@ -819,7 +819,7 @@ impl Pool<'_> {
         Ok(())
     }
 
-    fn disable_tagging_inner<M: Machine>(
+    fn disable_tagging_inner<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         client: ClientId,
@@ -849,7 +849,7 @@ impl Pool<'_> {
         Ok(())
     }
 
-    fn resolve_fault_inner<M: Machine>(
+    fn resolve_fault_inner<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         client: ClientId,
@@ -920,7 +920,7 @@ impl Pool<'_> {
         })
     }
 
-    fn pin_inner<M: Machine>(
+    fn pin_inner<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         client: ClientId,
@@ -1002,7 +1002,7 @@ impl Pool<'_> {
         })
     }
 
-    fn reclaim_inner<M: Machine>(
+    fn reclaim_inner<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         client: ClientId,
@@ -1019,7 +1019,7 @@ impl Pool<'_> {
         Ok(reclaimed)
     }
 
-    fn server_frame_inner<M: Machine>(
+    fn server_frame_inner<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
         tagged: bool,
@@ -1145,7 +1145,7 @@ impl Pool<'_> {
     /// block is reserved if there is one, keeping its tags, and otherwise its
     /// tags are parked in the deferred store and it is mapped metadata-none
     /// until its next access (DESIGN §5).
-    fn commit_evacuation<M: Machine>(&mut self, machine: &mut M, start: FrameIndex, order: u8) {
+    fn commit_evacuation<M: Machine + ?Sized>(&mut self, machine: &mut M, start: FrameIndex, order: u8) {
         let frames = 1u32 << order;
         let end = start + frames;
         // Take the free frames of the range, so no page moves into it.
@@ -1188,7 +1188,7 @@ impl Pool<'_> {
         self.evacuation_cursor = end;
     }
 
-    fn evacuate_tagged<M: Machine>(&mut self, machine: &mut M, source: FrameIndex) {
+    fn evacuate_tagged<M: Machine + ?Sized>(&mut self, machine: &mut M, source: FrameIndex) {
         let reserved_destination = self.first_free(PoolKind::Data, 0, crate::Class::Reserved);
         let reserved_destination = if reserved_destination != NIL {
             Some(reserved_destination)

@@ -178,10 +178,10 @@ impl Audit {
 
 struct Core {
     sdf: Sdf,
-    system: System,
+    system: Option<System>,
     pds: Vec<PdState>,
-    machine: SimMachine,
-    machine_owner: usize,
+    machine: Option<SimMachine>,
+    machine_owner: Option<usize>,
     rng: Rng,
     trace: Trace,
     step: u64,
@@ -205,9 +205,16 @@ impl Sim {
         Sim::new(sdf, registry, config)
     }
 
-    /// Builds a simulated system from a checked SDF.
+    /// Builds a simulated system from a checked SDF. An SDF with a `dtb`
+    /// region is a tagloan system: it is bound to its platform and client
+    /// table, and its memory server gets the simulated machine. Any other
+    /// SDF runs as a plain Microkit system (for the kernel's own tests).
     pub fn new(sdf: Sdf, registry: &Registry, config: Config) -> Result<Sim, SimError> {
-        let system = System::from_sdf(&sdf).map_err(SimError::System)?;
+        let system = if sdf.region(crate::system::DTB_REGION).is_some() {
+            Some(System::from_sdf(&sdf).map_err(SimError::System)?)
+        } else {
+            None
+        };
         let mut handlers = Vec::new();
         let mut pds = Vec::new();
         for (index, pd) in sdf.pds.iter().enumerate() {
@@ -225,7 +232,10 @@ impl Sim {
                 if map.perms.contains('w') && region.prefill.is_none() {
                     writable.push((region.name.clone(), region.size as usize));
                 } else {
-                    let mut bytes = system.prefill(map.region).to_vec();
+                    let mut bytes = match &region.prefill {
+                        Some((_, path)) => std::fs::read(path).unwrap_or_default(),
+                        None => Vec::new(),
+                    };
                     bytes.resize(region.size as usize, 0);
                     regions.insert(region.name.clone(), bytes);
                 }
@@ -236,16 +246,19 @@ impl Sim {
                 mrs: Box::new([0; MSG_MAX_LENGTH]),
                 calls: 0,
                 notifies: 0,
-                client: system.client_of(index),
+                client: system.as_ref().and_then(|s| s.client_of(index)),
                 executing: false,
                 regions,
                 writable,
             });
         }
-        let mut machine = SimMachine::new(system.platform.layout);
-        machine.record_events();
+        let machine = system.as_ref().map(|s| {
+            let mut machine = SimMachine::new(s.platform.layout);
+            machine.record_events();
+            machine
+        });
         let names = sdf.pds.iter().map(|p| p.name.clone()).collect();
-        let machine_owner = system.server;
+        let machine_owner = system.as_ref().map(|s| s.server);
         Ok(Sim {
             core: Core {
                 sdf,
@@ -359,22 +372,30 @@ impl Sim {
         }
     }
 
-    /// Every managed frame's state as the memory server sees it.
+    /// Every managed frame's state as the memory server sees it (empty for
+    /// a system without one).
     pub fn frame_views(&mut self) -> Vec<FrameView> {
-        let server = self.core.machine_owner;
         let mut views = Vec::new();
-        audit_pd(&mut self.core, &mut self.handlers, server, Some(&mut views));
+        if let Some(server) = self.core.machine_owner {
+            audit_pd(&mut self.core, &mut self.handlers, server, Some(&mut views));
+        }
         views
     }
 
-    /// The simulated machine (RAM, tags, mappings).
-    pub fn machine(&self) -> &SimMachine {
-        &self.core.machine
+    /// The simulated machine (RAM, tags, mappings), for a tagloan system.
+    pub fn machine(&self) -> Option<&SimMachine> {
+        self.core.machine.as_ref()
+    }
+
+    /// The simulated machine, mutable: tests use it to play a hardware
+    /// fault, e.g. a stray write into tag storage.
+    pub fn machine_mut(&mut self) -> Option<&mut SimMachine> {
+        self.core.machine.as_mut()
     }
 
     /// The system: SDF, platform and client table, bound together.
-    pub fn system(&self) -> &System {
-        &self.core.system
+    pub fn system(&self) -> Option<&System> {
+        self.core.system.as_ref()
     }
 
     /// The checked SDF.
@@ -397,7 +418,10 @@ impl Core {
     }
 
     fn flush_machine_events(&mut self) {
-        for event in self.machine.drain_events() {
+        let Some(machine) = self.machine.as_mut() else {
+            return;
+        };
+        for event in machine.drain_events() {
             self.trace.record(self.step, event);
         }
     }
@@ -591,9 +615,9 @@ impl PdEnv<'_> {
             loop {
                 self.tick()?;
                 self.core.trace.summary.accesses += 1;
-                let result = match self.client() {
-                    Some(client) => op(&mut self.core.machine, client, at, done..done + chunk),
-                    None => Err(AccessFault::Vm {
+                let result = match (self.client(), self.core.machine.as_mut()) {
+                    (Some(client), Some(machine)) => op(machine, client, at, done..done + chunk),
+                    _ => Err(AccessFault::Vm {
                         vaddr: tagloan_mte::untagged_address(at),
                     }),
                 };
@@ -603,7 +627,11 @@ impl PdEnv<'_> {
                         ip: self.core.step,
                         addr: vaddr,
                         prefetch: false,
-                        fsr: match self.client().and_then(|c| self.core.machine.mapping(c, vaddr)) {
+                        fsr: match self
+                            .client()
+                            .zip(self.core.machine.as_ref())
+                            .and_then(|(c, m)| m.mapping(c, vaddr))
+                        {
                             Some(_) => fsr::PERMISSION_L3,
                             None => fsr::TRANSLATION_L3,
                         },
@@ -803,8 +831,8 @@ impl Env for PdEnv<'_> {
     }
 
     fn machine(&mut self) -> Option<&mut dyn Machine> {
-        if self.pd == self.core.machine_owner {
-            Some(&mut self.core.machine)
+        if Some(self.pd) == self.core.machine_owner {
+            self.core.machine.as_mut().map(|m| m as &mut dyn Machine)
         } else {
             None
         }

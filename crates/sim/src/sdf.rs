@@ -287,6 +287,7 @@ impl Parser<'_, '_> {
         if root.tag_name().name() != "system" {
             return Err(self.error(root, "the root element must be <system>"));
         }
+        self.attributes(root, &[])?;
         // Regions first: maps refer to them by name wherever they appear.
         for node in root.children().filter(|n| n.is_element()) {
             if node.tag_name().name() == "memory_region" {

@@ -1,0 +1,289 @@
+//! The client side of the tagloan protocol: a typed handle on the memory
+//! server for client PDs (and the fault handler).
+//!
+//! ```ignore
+//! let server = Server::new(Channel::new(channels::CLIENT_TO_SERVER as usize));
+//! let buffer = server.alloc(env, vaddr, 0, AllocFlags { tagged: true, ..Default::default() })??;
+//! ```
+//!
+//! Each call returns `Err(Stopped)` if this PD was stopped while blocked,
+//! `Ok(Err(error))` for a refusal (typed: status and details), and
+//! `Ok(Ok(value))` on success. A reply that does not decode is reported as
+//! `Status::Malformed` with the decode error's detail words.
+#![no_std]
+
+pub use tagloan_microkit::{Channel, Env, MessageInfo, Stopped};
+pub use tagloan_pool::{PageInfo, PageState};
+pub use tagloan_proto::{
+    channels, AllocFlags, ClientEntry, ClientTable, Error, FaultKind, FaultReply, Request,
+    Response, Op, StatsReply, Status, MAX_MESSAGE_WORDS, MAX_TABLE_CLIENTS, PROTOCOL_VERSION,
+};
+
+/// The result of one call.
+pub type Reply<T> = Result<Result<T, Error>, Stopped>;
+
+/// A handle on the memory server through one channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Server {
+    channel: Channel,
+}
+
+/// What an allocation returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allocated {
+    pub pages: u32,
+    pub first_frame: u64,
+    pub in_tag_storage: bool,
+}
+
+impl Server {
+    /// The server behind `channel`.
+    pub const fn new(channel: Channel) -> Server {
+        Server { channel }
+    }
+
+    /// The client's usual handle (channel [`channels::CLIENT_TO_SERVER`]).
+    pub const fn for_client() -> Server {
+        Server::new(Channel::new(channels::CLIENT_TO_SERVER as usize))
+    }
+
+    /// Sends raw words under `label` and returns the raw reply: for clients
+    /// that test the server's defences (the rogue example).
+    pub fn call_raw(
+        &self,
+        env: &mut dyn Env,
+        label: u64,
+        words: &[u64],
+    ) -> Result<(MessageInfo, [u64; MAX_MESSAGE_WORDS]), Stopped> {
+        for (i, w) in words.iter().enumerate() {
+            env.set_mr(i, *w);
+        }
+        let reply = env.ppcall(self.channel, MessageInfo::new(label, words.len()))?;
+        let mut out = [0u64; MAX_MESSAGE_WORDS];
+        for (i, w) in out.iter_mut().enumerate().take(reply.count()) {
+            *w = env.mr(i);
+        }
+        Ok((reply, out))
+    }
+
+    /// Sends `request` and decodes the reply.
+    pub fn call(&self, env: &mut dyn Env, request: Request) -> Reply<Response> {
+        let mut words = [0u64; MAX_MESSAGE_WORDS];
+        let (label, count) = request.encode_unchecked(&mut words);
+        let (info, out) = self.call_raw(env, label, &words[..count])?;
+        let count = info.count().min(MAX_MESSAGE_WORDS);
+        Ok(
+            match Response::decode(request.op(), info.label(), &out[..count]) {
+                Ok(result) => result,
+                Err(decode) => Err(Error {
+                    status: Status::Malformed,
+                    detail: decode.detail(),
+                }),
+            },
+        )
+    }
+
+    /// Allocates `2^order` pages at `vaddr`.
+    pub fn alloc(&self, env: &mut dyn Env, vaddr: u64, order: u8, flags: AllocFlags) -> Reply<Allocated> {
+        Ok(self.call(env, Request::Alloc { vaddr, order, flags })?.map(|r| match r {
+            Response::Alloc {
+                pages,
+                first_frame,
+                in_tag_storage,
+            } => Allocated {
+                pages,
+                first_frame,
+                in_tag_storage,
+            },
+            _ => unreachable!("Response::decode gives the operation's own response"),
+        }))
+    }
+
+    /// Frees the allocation at `vaddr`; returns its pages.
+    pub fn free(&self, env: &mut dyn Env, vaddr: u64) -> Reply<u32> {
+        Ok(self.call(env, Request::Free { vaddr })?.map(|r| match r {
+            Response::Freed { pages } => pages,
+            _ => unreachable!("Response::decode gives the operation's own response"),
+        }))
+    }
+
+    /// mprotect(PROT_MTE)-like: tags come on the first touch of each page.
+    pub fn enable_tagging(&self, env: &mut dyn Env, vaddr: u64, pages: u32) -> Reply<()> {
+        Ok(self.call(env, Request::EnableTagging { vaddr, pages })?.map(|_| ()))
+    }
+
+    /// Maps the pages untagged again; their tags are discarded.
+    pub fn disable_tagging(&self, env: &mut dyn Env, vaddr: u64, pages: u32) -> Reply<()> {
+        Ok(self.call(env, Request::DisableTagging { vaddr, pages })?.map(|_| ()))
+    }
+
+    /// Pins the page at `vaddr`: it will never move.
+    pub fn pin(&self, env: &mut dyn Env, vaddr: u64) -> Reply<()> {
+        Ok(self.call(env, Request::Pin { vaddr })?.map(|_| ()))
+    }
+
+    /// Unpins the page at `vaddr`.
+    pub fn unpin(&self, env: &mut dyn Env, vaddr: u64) -> Reply<()> {
+        Ok(self.call(env, Request::Unpin { vaddr })?.map(|_| ()))
+    }
+
+    /// The state of the page at `vaddr`.
+    pub fn query(&self, env: &mut dyn Env, vaddr: u64) -> Reply<PageInfo> {
+        Ok(self.call(env, Request::Query { vaddr })?.map(|r| match r {
+            Response::Query(info) => info,
+            _ => unreachable!("Response::decode gives the operation's own response"),
+        }))
+    }
+
+    /// The server's statistics.
+    pub fn stats(&self, env: &mut dyn Env) -> Reply<StatsReply> {
+        Ok(self.call(env, Request::Stats)?.map(|r| match r {
+            Response::Stats(stats) => stats,
+            _ => unreachable!("Response::decode gives the operation's own response"),
+        }))
+    }
+
+    /// Fault handler: resolve or report `client`'s fault at `vaddr`.
+    pub fn resolve_fault(&self, env: &mut dyn Env, client: u8, vaddr: u64, kind: FaultKind) -> Reply<FaultReply> {
+        Ok(self
+            .call(env, Request::ResolveFault { client, vaddr, kind })?
+            .map(|r| match r {
+                Response::Resolved(reply) => reply,
+                _ => unreachable!("Response::decode gives the operation's own response"),
+            }))
+    }
+
+    /// Fault handler: free every frame of `client`.
+    pub fn reclaim_client(&self, env: &mut dyn Env, client: u8) -> Reply<u32> {
+        Ok(self.call(env, Request::ReclaimClient { client })?.map(|r| match r {
+            Response::Reclaimed { frames } => frames,
+            _ => unreachable!("Response::decode gives the operation's own response"),
+        }))
+    }
+}
+
+/// This PD's entry in the client table (mapped as region `client_table`).
+pub fn my_entry(env: &dyn Env) -> Option<(u8, ClientEntry)> {
+    let table = ClientTable::parse(env.region("client_table")?).ok()?;
+    let (id, entry) = table.by_name(env.pd_name())?;
+    Some((id, entry.clone()))
+}
+
+/// A u64 load through a (tagged) pointer.
+pub fn load_u64(env: &mut dyn Env, pointer: u64) -> Result<u64, Stopped> {
+    let mut bytes = [0u8; 8];
+    env.load(pointer, &mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// A u64 store through a (tagged) pointer.
+pub fn store_u64(env: &mut dyn Env, pointer: u64, value: u64) -> Result<(), Stopped> {
+    env.store(pointer, &value.to_le_bytes())
+}
+
+/// What a unit of a client's work says about the next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// More to do: ask to be paced again.
+    More,
+    /// Finished: stay idle.
+    Done,
+}
+
+/// A client program in units of work, run by [`Paced`].
+pub trait Worker {
+    /// (Re)starts the program: clear every state, as after `pd_restart`.
+    fn start(&mut self, env: &mut dyn Env);
+    /// One unit of work.
+    fn step(&mut self, env: &mut dyn Env) -> Result<Progress, Stopped>;
+    /// Counters for the simulator's report.
+    fn counters(&self, report: &mut dyn FnMut(&str, u64));
+}
+
+/// Runs a [`Worker`] as a Microkit PD paced by its supervisor: `init` starts
+/// it and announces it; each notification from the supervisor runs one unit
+/// and yields back. Clients of equal priority so interleave, on seL4 (each
+/// yield is a notification) and in the simulator (which picks among them
+/// with its seed).
+pub struct Paced<W: Worker> {
+    pub worker: W,
+    steps: u64,
+    done: bool,
+}
+
+impl<W: Worker> Paced<W> {
+    pub const fn new(worker: W) -> Paced<W> {
+        Paced {
+            worker,
+            steps: 0,
+            done: false,
+        }
+    }
+}
+
+fn supervisor() -> Channel {
+    Channel::new(channels::CLIENT_TO_SUPERVISOR as usize)
+}
+
+impl<W: Worker> tagloan_microkit::Handler for Paced<W> {
+    fn init(&mut self, env: &mut dyn Env) {
+        self.steps = 0;
+        self.done = false;
+        self.worker.start(env);
+        env.notify(supervisor());
+    }
+
+    fn notified(&mut self, env: &mut dyn Env, channels: tagloan_microkit::ChannelSet) {
+        if !channels.contains(supervisor()) || self.done {
+            return;
+        }
+        self.steps += 1;
+        match self.worker.step(env) {
+            Ok(Progress::More) => env.notify(supervisor()),
+            Ok(Progress::Done) => self.done = true,
+            // Stopped or restarted while blocked: return at once.
+            Err(Stopped) => {}
+        }
+    }
+
+    fn audit(&mut self, sink: &mut dyn tagloan_microkit::AuditSink) {
+        sink.counter("steps", self.steps);
+        sink.counter("done", u64::from(self.done));
+        self.worker.counters(&mut |name, value| sink.counter(name, value));
+    }
+}
+
+/// xorshift64*: a client's own deterministic choices (which object to free).
+#[derive(Clone, Copy, Debug)]
+pub struct Choice(u64);
+
+impl Choice {
+    pub const fn new(seed: u64) -> Choice {
+        Choice(seed | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The pattern word a client writes at `vaddr` in generation `generation`.
+pub fn pattern(vaddr: u64, generation: u64) -> u64 {
+    let mut z = vaddr ^ generation.rotate_left(48) ^ 0x7a91_6c3b_0000_0000;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl<W: Worker + Default> Default for Paced<W> {
+    fn default() -> Paced<W> {
+        Paced::new(W::default())
+    }
+}

@@ -1,0 +1,178 @@
+//! `client_bulk`: large untagged, movable buffers, the natural borrowers of
+//! tag storage. It fills buffers with a known pattern and keeps verifying
+//! them, so a migration that loses or mixes data shows up as corrupted bytes.
+#![no_std]
+
+use tagloan_client::{
+    load_u64, my_entry, pattern, store_u64, AllocFlags, Env, Paced, Progress, Server, Status,
+    Stopped, Worker,
+};
+
+/// Most buffers it tracks.
+pub const MAX_BUFFERS: usize = 128;
+const PAGE: u64 = 4096;
+
+/// What it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BulkPlan {
+    /// Buffers to allocate (it stops early when the server says no-memory).
+    pub buffers: u32,
+    /// Order of each buffer.
+    pub order: u8,
+    /// Verification passes over all buffers after the fill.
+    pub verify_rounds: u32,
+}
+
+impl Default for BulkPlan {
+    fn default() -> BulkPlan {
+        // 40 x 4 MiB = 160 MiB: more than the QEMU platform's 128 MiB of data
+        // memory, so the last buffers land in lent tag storage.
+        BulkPlan {
+            buffers: 40,
+            order: 9,
+            verify_rounds: 3,
+        }
+    }
+}
+
+/// The worker.
+#[derive(Clone, Debug)]
+pub struct Bulk {
+    plan: BulkPlan,
+    window: u64,
+    buffers: [u64; MAX_BUFFERS],
+    count: usize,
+    fill_done: bool,
+    verify_cursor: u64,
+    generation: u64,
+    pub allocated: u64,
+    pub in_tag_storage: u64,
+    pub no_memory: u64,
+    pub pages_verified: u64,
+    pub corrupted_bytes: u64,
+    pub errors: u64,
+}
+
+impl Default for Bulk {
+    fn default() -> Bulk {
+        Bulk::new(BulkPlan::default())
+    }
+}
+
+impl Bulk {
+    pub fn new(plan: BulkPlan) -> Bulk {
+        Bulk {
+            plan,
+            window: 0,
+            buffers: [0; MAX_BUFFERS],
+            count: 0,
+            fill_done: false,
+            verify_cursor: 0,
+            generation: 0,
+            allocated: 0,
+            in_tag_storage: 0,
+            no_memory: 0,
+            pages_verified: 0,
+            corrupted_bytes: 0,
+            errors: 0,
+        }
+    }
+
+    fn pages(&self) -> u64 {
+        1 << self.plan.order
+    }
+
+    /// Writes the pattern on the first and last word of every page.
+    fn fill(&mut self, env: &mut dyn Env, base: u64) -> Result<(), Stopped> {
+        for page in 0..self.pages() {
+            let at = base + page * PAGE;
+            store_u64(env, at, pattern(at, self.generation))?;
+            store_u64(env, at + PAGE - 8, pattern(at + PAGE - 8, self.generation))?;
+        }
+        Ok(())
+    }
+
+    fn verify(&mut self, env: &mut dyn Env, base: u64) -> Result<(), Stopped> {
+        for page in 0..self.pages() {
+            let at = base + page * PAGE;
+            for word in [at, at + PAGE - 8] {
+                let found = load_u64(env, word)?;
+                let diff = found ^ pattern(word, self.generation);
+                self.corrupted_bytes += u64::from((0..8).filter(|b| diff >> (8 * b) & 0xff != 0).count() as u32);
+            }
+            self.pages_verified += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Worker for Bulk {
+    fn start(&mut self, env: &mut dyn Env) {
+        let plan = self.plan;
+        let (allocated, in_tag_storage, no_memory, verified, corrupted, errors) = (
+            self.allocated,
+            self.in_tag_storage,
+            self.no_memory,
+            self.pages_verified,
+            self.corrupted_bytes,
+            self.errors,
+        );
+        *self = Bulk::new(plan);
+        // Counters survive a restart: they are the report, not the state.
+        self.allocated = allocated;
+        self.in_tag_storage = in_tag_storage;
+        self.no_memory = no_memory;
+        self.pages_verified = verified;
+        self.corrupted_bytes = corrupted;
+        self.errors = errors;
+        self.window = my_entry(env).map_or(0, |(_, e)| e.window_base);
+    }
+
+    fn step(&mut self, env: &mut dyn Env) -> Result<Progress, Stopped> {
+        let server = Server::for_client();
+        let wanted = (self.plan.buffers as usize).min(MAX_BUFFERS);
+        if !self.fill_done && self.count < wanted {
+            let vaddr = self.window + self.count as u64 * self.pages() * PAGE;
+            match server.alloc(env, vaddr, self.plan.order, AllocFlags::default())? {
+                Ok(a) => {
+                    self.allocated += 1;
+                    self.in_tag_storage += u64::from(a.in_tag_storage);
+                    self.buffers[self.count] = vaddr;
+                    self.count += 1;
+                    self.fill(env, vaddr)?;
+                }
+                Err(e) if e.status == Status::NoMemory || e.status == Status::OutOfQuota => {
+                    self.no_memory += 1;
+                    self.fill_done = true;
+                }
+                Err(_) => {
+                    self.errors += 1;
+                    self.fill_done = true;
+                }
+            }
+            return Ok(Progress::More);
+        }
+        self.fill_done = true;
+        let total = self.count as u64 * u64::from(self.plan.verify_rounds);
+        if self.verify_cursor < total {
+            let base = self.buffers[(self.verify_cursor % self.count as u64) as usize];
+            self.verify(env, base)?;
+            self.verify_cursor += 1;
+            return Ok(Progress::More);
+        }
+        Ok(Progress::Done)
+    }
+
+    fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
+        report("buffers", self.count as u64);
+        report("allocated", self.allocated);
+        report("allocated_in_tag_storage", self.in_tag_storage);
+        report("no_memory", self.no_memory);
+        report("pages_verified", self.pages_verified);
+        report("corrupted_bytes", self.corrupted_bytes);
+        report("errors", self.errors);
+    }
+}
+
+/// The PD: the worker, paced by the fault handler.
+pub type ClientBulk = Paced<Bulk>;

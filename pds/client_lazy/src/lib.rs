@@ -1,0 +1,193 @@
+//! `client_lazy`: the mprotect(PROT_MTE) path. It allocates untagged memory,
+//! fills it, enables tagging on it (no tag storage is reserved yet: the
+//! pages become metadata-none), then touches it. Each first touch faults to
+//! the fault handler, which has the server reserve the tag block and map the
+//! page tagged, and the client resumes. It then checks that its data
+//! survived, that the pages are tagged, and that their tags are zero (a load
+//! through a tag-0 pointer succeeds on every granule it checks).
+#![no_std]
+
+use tagloan_client::{
+    load_u64, my_entry, pattern, store_u64, AllocFlags, Env, PageState, Paced, Progress, Server,
+    Status, Stopped, Worker,
+};
+
+const PAGE: u64 = 4096;
+
+/// What it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LazyPlan {
+    /// Rounds of alloc, fill, enable, touch, verify, disable, free.
+    pub rounds: u32,
+    /// Order of each allocation.
+    pub order: u8,
+}
+
+impl Default for LazyPlan {
+    fn default() -> LazyPlan {
+        LazyPlan {
+            rounds: 8,
+            order: 3,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Alloc,
+    Enable,
+    Touch,
+    Free,
+}
+
+/// The worker.
+#[derive(Clone, Debug)]
+pub struct Lazy {
+    plan: LazyPlan,
+    window: u64,
+    round: u32,
+    phase: Phase,
+    pub pages_tagged_lazily: u64,
+    pub corrupted_bytes: u64,
+    pub not_tagged: u64,
+    pub no_memory: u64,
+    pub errors: u64,
+    pub rounds_done: u64,
+}
+
+impl Default for Lazy {
+    fn default() -> Lazy {
+        Lazy::new(LazyPlan::default())
+    }
+}
+
+impl Lazy {
+    pub fn new(plan: LazyPlan) -> Lazy {
+        Lazy {
+            plan,
+            window: 0,
+            round: 0,
+            phase: Phase::Alloc,
+            pages_tagged_lazily: 0,
+            corrupted_bytes: 0,
+            not_tagged: 0,
+            no_memory: 0,
+            errors: 0,
+            rounds_done: 0,
+        }
+    }
+
+    fn pages(&self) -> u64 {
+        1 << self.plan.order
+    }
+
+    fn base(&self) -> u64 {
+        // Alternate between two slots of the window, so a round's address
+        // differs from the last one's.
+        self.window + u64::from(self.round % 2) * self.pages() * PAGE
+    }
+
+    fn generation(&self) -> u64 {
+        u64::from(self.round) + 1
+    }
+}
+
+impl Worker for Lazy {
+    fn start(&mut self, env: &mut dyn Env) {
+        let counts = (
+            self.pages_tagged_lazily,
+            self.corrupted_bytes,
+            self.not_tagged,
+            self.no_memory,
+            self.errors,
+            self.rounds_done,
+        );
+        *self = Lazy::new(self.plan);
+        (
+            self.pages_tagged_lazily,
+            self.corrupted_bytes,
+            self.not_tagged,
+            self.no_memory,
+            self.errors,
+            self.rounds_done,
+        ) = counts;
+        self.window = my_entry(env).map_or(0, |(_, e)| e.window_base);
+    }
+
+    fn step(&mut self, env: &mut dyn Env) -> Result<Progress, Stopped> {
+        if self.round >= self.plan.rounds {
+            return Ok(Progress::Done);
+        }
+        let server = Server::for_client();
+        let base = self.base();
+        match self.phase {
+            Phase::Alloc => match server.alloc(env, base, self.plan.order, AllocFlags::default())? {
+                Ok(_) => {
+                    for page in 0..self.pages() {
+                        let at = base + page * PAGE;
+                        store_u64(env, at, pattern(at, self.generation()))?;
+                        store_u64(env, at + PAGE - 8, pattern(at + PAGE - 8, self.generation()))?;
+                    }
+                    self.phase = Phase::Enable;
+                }
+                Err(e) if e.status == Status::NoMemory => {
+                    self.no_memory += 1;
+                    return Ok(Progress::Done);
+                }
+                Err(_) => {
+                    self.errors += 1;
+                    return Ok(Progress::Done);
+                }
+            },
+            Phase::Enable => {
+                match server.enable_tagging(env, base, self.pages() as u32)? {
+                    Ok(()) => self.phase = Phase::Touch,
+                    Err(_) => self.errors += 1,
+                }
+                self.phase = Phase::Touch;
+            }
+            Phase::Touch => {
+                for page in 0..self.pages() {
+                    let at = base + page * PAGE;
+                    // The first touch faults; the handler resolves it and we
+                    // resume here. A tag-0 pointer must match zeroed tags.
+                    for word in [at, at + PAGE - 8] {
+                        let found = load_u64(env, word)?;
+                        let diff = found ^ pattern(word, self.generation());
+                        self.corrupted_bytes +=
+                            (0..8).filter(|b| diff >> (8 * b) & 0xff != 0).count() as u64;
+                    }
+                    match server.query(env, at)? {
+                        Ok(info) if info.state == PageState::Tagged => self.pages_tagged_lazily += 1,
+                        _ => self.not_tagged += 1,
+                    }
+                }
+                self.phase = Phase::Free;
+            }
+            Phase::Free => {
+                if server.disable_tagging(env, base, self.pages() as u32)?.is_err() {
+                    self.errors += 1;
+                }
+                if server.free(env, base)?.is_err() {
+                    self.errors += 1;
+                }
+                self.round += 1;
+                self.rounds_done += 1;
+                self.phase = Phase::Alloc;
+            }
+        }
+        Ok(Progress::More)
+    }
+
+    fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
+        report("rounds_done", self.rounds_done);
+        report("pages_tagged_lazily", self.pages_tagged_lazily);
+        report("corrupted_bytes", self.corrupted_bytes);
+        report("not_tagged", self.not_tagged);
+        report("no_memory", self.no_memory);
+        report("errors", self.errors);
+    }
+}
+
+/// The PD: the worker, paced by the fault handler.
+pub type ClientLazy = Paced<Lazy>;

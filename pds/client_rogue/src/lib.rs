@@ -1,0 +1,180 @@
+//! `client_rogue`: sends every kind of bad request and checks that each gets
+//! its documented error and leaves the server's state unchanged (the stats
+//! before and after are equal, except the failure count, which grows by one).
+#![no_std]
+
+use tagloan_client::{
+    channels, my_entry, AllocFlags, ClientTable, Env, Op, Paced, Progress, Request, Server,
+    StatsReply, Status, Stopped, Worker, MAX_MESSAGE_WORDS, PROTOCOL_VERSION,
+};
+
+const PAGE: u64 = 4096;
+
+/// One bad request and the status it must get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Case {
+    pub name: &'static str,
+    pub label: u64,
+    pub words: [u64; 12],
+    pub count: usize,
+    pub expected: Status,
+}
+
+fn case(name: &'static str, request: Request, expected: Status) -> Case {
+    let mut words = [0u64; 12];
+    let (label, count) = request.encode_unchecked(&mut words);
+    Case {
+        name,
+        label,
+        words,
+        count,
+        expected,
+    }
+}
+
+fn raw(name: &'static str, label: u64, given: &[u64], expected: Status) -> Case {
+    let mut words = [0u64; 12];
+    words[..given.len()].copy_from_slice(given);
+    Case {
+        name,
+        label,
+        words,
+        count: given.len(),
+        expected,
+    }
+}
+
+/// Every case, given its own window and another client's.
+pub fn cases(mine: u64, quota: u32, other: u64) -> [Case; 20] {
+    let v = PROTOCOL_VERSION;
+    let plain = AllocFlags::default();
+    // The smallest order whose pages exceed the quota.
+    let mut over = 0u8;
+    while (1u32 << over) <= quota && over < 9 {
+        over += 1;
+    }
+    [
+        case("alloc in another client's window", Request::Alloc { vaddr: other, order: 0, flags: plain }, Status::NotOwner),
+        raw("unknown label", 99, &[v], Status::Malformed),
+        raw("alloc with too few registers", Op::Alloc as u64, &[v, mine], Status::Malformed),
+        raw("alloc with too many registers", Op::Alloc as u64, &[v, mine, 0, 0], Status::Malformed),
+        raw("more registers than any message", Op::Stats as u64, &[v; 12], Status::Malformed),
+        raw("wrong protocol version", Op::Alloc as u64, &[v + 1, mine, 0], Status::Malformed),
+        raw("reserved header bits", Op::Stats as u64, &[v | 1 << 32], Status::Malformed),
+        raw("reserved alloc flag bits", Op::Alloc as u64, &[v, mine, 1 << 12], Status::Malformed),
+        raw("order above 9", Op::Alloc as u64, &[v, mine, 10], Status::Malformed),
+        raw("address above 48 bits", Op::Query as u64, &[v, 1 << 52], Status::Malformed),
+        raw("zero page count", Op::EnableTagging as u64, &[v, mine, 0], Status::Malformed),
+        case("quota overrun", Request::Alloc { vaddr: mine, order: over, flags: plain }, Status::OutOfQuota),
+        case("misaligned address", Request::Alloc { vaddr: mine + 8, order: 0, flags: plain }, Status::InvalidArgument),
+        case("double free", Request::Free { vaddr: mine }, Status::NotMapped),
+        case("pin what another client owns", Request::Pin { vaddr: other }, Status::NotOwner),
+        case("pin what is not mapped", Request::Pin { vaddr: mine + PAGE }, Status::NotMapped),
+        case("unpin what is not pinned", Request::Unpin { vaddr: mine }, Status::NotMapped),
+        case("resolve_fault (fault handler only)", Request::ResolveFault { client: 0, vaddr: mine, kind: tagloan_client::FaultKind::Access }, Status::PermissionDenied),
+        case("reclaim another client (fault handler only)", Request::ReclaimClient { client: 0 }, Status::PermissionDenied),
+        case("enable tagging on what is not mapped", Request::EnableTagging { vaddr: mine + 2 * PAGE, pages: 1 }, Status::NotMapped),
+    ]
+}
+
+/// Stats that a refused request must leave as they were.
+fn state_of(s: &StatsReply) -> [u64; 8] {
+    [
+        s.metadata_total,
+        s.metadata_free,
+        s.lent,
+        s.reserved_blocks,
+        s.migrations,
+        s.recalls,
+        s.data_total,
+        s.data_free,
+    ]
+}
+
+/// The worker.
+#[derive(Clone, Debug, Default)]
+pub struct Rogue {
+    next: usize,
+    setup_done: bool,
+    mine: u64,
+    quota: u32,
+    other: u64,
+    pub cases_run: u64,
+    pub refused_as_documented: u64,
+    pub unexpected: u64,
+    pub state_changed: u64,
+    /// The first case that went wrong, for the report.
+    pub first_unexpected: Option<(&'static str, u64)>,
+}
+
+impl Worker for Rogue {
+    fn start(&mut self, env: &mut dyn Env) {
+        *self = Rogue {
+            cases_run: self.cases_run,
+            refused_as_documented: self.refused_as_documented,
+            unexpected: self.unexpected,
+            state_changed: self.state_changed,
+            first_unexpected: self.first_unexpected,
+            ..Rogue::default()
+        };
+        if let Some((_, entry)) = my_entry(env) {
+            self.mine = entry.window_base;
+            self.quota = entry.quota_frames;
+        }
+        let other = env
+            .region("client_table")
+            .and_then(|t| ClientTable::parse(t).ok())
+            .and_then(|t| {
+                t.clients
+                    .iter()
+                    .find(|c| c.window_base != self.mine)
+                    .map(|c| c.window_base)
+            });
+        self.other = other.unwrap_or(0x7000_0000_0000);
+    }
+
+    fn step(&mut self, env: &mut dyn Env) -> Result<Progress, Stopped> {
+        let server = Server::new(tagloan_client::Channel::new(channels::CLIENT_TO_SERVER as usize));
+        if !self.setup_done {
+            // One page of its own, allocated and freed, for the double free.
+            let plain = AllocFlags::default();
+            let _ = server.alloc(env, self.mine, 0, plain)?;
+            let _ = server.free(env, self.mine)?;
+            self.setup_done = true;
+            return Ok(Progress::More);
+        }
+        let all = cases(self.mine, self.quota, self.other);
+        let Some(case) = all.get(self.next) else {
+            return Ok(Progress::Done);
+        };
+        self.next += 1;
+        let before = server.stats(env)?.ok();
+        let (info, words) = server.call_raw(env, case.label, &case.words[..case.count])?;
+        let after = server.stats(env)?.ok();
+        self.cases_run += 1;
+        let status = Status::from_label(info.label());
+        if status == Some(case.expected) && info.count() == 2 {
+            self.refused_as_documented += 1;
+        } else {
+            self.unexpected += 1;
+            self.first_unexpected.get_or_insert((case.name, info.label()));
+            let _ = words;
+        }
+        match (before, after) {
+            (Some(b), Some(a)) if state_of(&b) == state_of(&a) && a.failures == b.failures + 1 => {}
+            _ => self.state_changed += 1,
+        }
+        let _ = MAX_MESSAGE_WORDS;
+        Ok(Progress::More)
+    }
+
+    fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
+        report("cases_run", self.cases_run);
+        report("refused_as_documented", self.refused_as_documented);
+        report("unexpected", self.unexpected);
+        report("state_changed", self.state_changed);
+    }
+}
+
+/// The PD: the worker, paced by the fault handler.
+pub type ClientRogue = Paced<Rogue>;

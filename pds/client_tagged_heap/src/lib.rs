@@ -1,0 +1,241 @@
+//! `client_tagged_heap`: a small MTE-tagged object allocator over tagged
+//! pages, the template for a client that wants memory safety from MTE.
+//!
+//! Objects are 64-byte slots in tagged arenas. `malloc` gives a slot a random
+//! tag (IRG, never 0 and never its previous tag) and stores it on the slot's
+//! granules (STG); the pointer carries the tag in bits 59:56. `free` retags
+//! the slot, so a stale pointer no longer matches: a use after free takes a
+//! tag-check fault, and the fault handler stops the client.
+#![no_std]
+
+use tagloan_client::{
+    load_u64, my_entry, pattern, store_u64, AllocFlags, Choice, Env, Paced, Progress, Server,
+    Status, Stopped, Worker,
+};
+
+const PAGE: u64 = 4096;
+const SLOT: u64 = 64;
+/// Most arenas it tracks.
+pub const MAX_ARENAS: usize = 16;
+/// Slots per arena of order 0..=2 (at most 256 per page x 4 pages).
+const MAX_SLOTS: usize = MAX_ARENAS * 256;
+
+/// What it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeapPlan {
+    /// Tagged arenas to allocate.
+    pub arenas: u32,
+    /// Order of each arena (0 to 2).
+    pub order: u8,
+    /// Steps spent idle first (so a scenario can fill memory before).
+    pub start_delay: u32,
+    /// malloc/free operations, one per step, after the arenas.
+    pub operations: u32,
+    /// At this operation, write through a stale pointer (use after free).
+    pub use_after_free_at: Option<u32>,
+    pub seed: u64,
+}
+
+impl Default for HeapPlan {
+    fn default() -> HeapPlan {
+        HeapPlan {
+            arenas: 8,
+            order: 2,
+            start_delay: 0,
+            operations: 400,
+            use_after_free_at: None,
+            seed: 0x4ea9,
+        }
+    }
+}
+
+/// The worker.
+#[derive(Clone, Debug)]
+pub struct TaggedHeap {
+    plan: HeapPlan,
+    window: u64,
+    arenas: usize,
+    /// Per slot: 0 free, else the live object's tag.
+    live: [u8; MAX_SLOTS],
+    /// Per slot: the tag it had when last freed (0 never).
+    last: [u8; MAX_SLOTS],
+    stale: Option<u64>,
+    delay: u32,
+    operations: u32,
+    choice: Choice,
+    pub arenas_allocated: u64,
+    pub mallocs: u64,
+    pub frees: u64,
+    pub corrupted_bytes: u64,
+    pub no_memory: u64,
+    pub errors: u64,
+    pub use_after_free_attempted: bool,
+}
+
+impl Default for TaggedHeap {
+    fn default() -> TaggedHeap {
+        TaggedHeap::new(HeapPlan::default())
+    }
+}
+
+impl TaggedHeap {
+    pub fn new(plan: HeapPlan) -> TaggedHeap {
+        TaggedHeap {
+            plan,
+            window: 0,
+            arenas: 0,
+            live: [0; MAX_SLOTS],
+            last: [0; MAX_SLOTS],
+            stale: None,
+            delay: 0,
+            operations: 0,
+            choice: Choice::new(plan.seed),
+            arenas_allocated: 0,
+            mallocs: 0,
+            frees: 0,
+            corrupted_bytes: 0,
+            no_memory: 0,
+            errors: 0,
+            use_after_free_attempted: false,
+        }
+    }
+
+    fn slots_per_arena(&self) -> usize {
+        (PAGE << self.plan.order.min(2)) as usize / SLOT as usize
+    }
+
+    fn slot_address(&self, slot: usize) -> u64 {
+        let per = self.slots_per_arena();
+        let arena = (slot / per) as u64;
+        self.window + arena * (PAGE << self.plan.order.min(2)) + (slot % per) as u64 * SLOT
+    }
+
+    fn tagged(address: u64, tag: u8) -> u64 {
+        address | u64::from(tag) << 56
+    }
+
+    /// A fresh tag for `slot`: IRG excluding 0 and its previous tag.
+    fn fresh_tag(&self, env: &mut dyn Env, slot: usize) -> u8 {
+        let exclude = 1u16 | 1 << self.last[slot];
+        let pointer = env.irg(self.slot_address(slot), exclude);
+        (pointer >> 56 & 0xf) as u8
+    }
+
+    fn malloc(&mut self, env: &mut dyn Env, slot: usize) -> Result<(), Stopped> {
+        let tag = self.fresh_tag(env, slot);
+        let pointer = TaggedHeap::tagged(self.slot_address(slot), tag);
+        env.set_tags(pointer, SLOT as usize)?;
+        for word in 0..SLOT / 8 {
+            store_u64(env, pointer + word * 8, pattern(self.slot_address(slot) + word * 8, u64::from(tag)))?;
+        }
+        self.live[slot] = tag;
+        self.mallocs += 1;
+        Ok(())
+    }
+
+    fn free(&mut self, env: &mut dyn Env, slot: usize) -> Result<(), Stopped> {
+        let tag = self.live[slot];
+        let pointer = TaggedHeap::tagged(self.slot_address(slot), tag);
+        for word in 0..SLOT / 8 {
+            let found = load_u64(env, pointer + word * 8)?;
+            let diff = found ^ pattern(self.slot_address(slot) + word * 8, u64::from(tag));
+            self.corrupted_bytes += (0..8).filter(|b| diff >> (8 * b) & 0xff != 0).count() as u64;
+        }
+        // Retag on free: the old pointer goes stale.
+        self.last[slot] = tag;
+        let new_tag = self.fresh_tag(env, slot);
+        env.set_tags(TaggedHeap::tagged(self.slot_address(slot), new_tag), SLOT as usize)?;
+        self.live[slot] = 0;
+        self.stale = Some(pointer);
+        self.frees += 1;
+        Ok(())
+    }
+}
+
+impl Worker for TaggedHeap {
+    fn start(&mut self, env: &mut dyn Env) {
+        let plan = self.plan;
+        let (a, m, f, c, n, e, u) = (
+            self.arenas_allocated,
+            self.mallocs,
+            self.frees,
+            self.corrupted_bytes,
+            self.no_memory,
+            self.errors,
+            self.use_after_free_attempted,
+        );
+        *self = TaggedHeap::new(plan);
+        (
+            self.arenas_allocated,
+            self.mallocs,
+            self.frees,
+            self.corrupted_bytes,
+            self.no_memory,
+            self.errors,
+            self.use_after_free_attempted,
+        ) = (a, m, f, c, n, e, u);
+        self.window = my_entry(env).map_or(0, |(_, e)| e.window_base);
+    }
+
+    fn step(&mut self, env: &mut dyn Env) -> Result<Progress, Stopped> {
+        if self.delay < self.plan.start_delay {
+            self.delay += 1;
+            return Ok(Progress::More);
+        }
+        let wanted = (self.plan.arenas as usize).min(MAX_ARENAS);
+        if self.arenas < wanted {
+            let vaddr = self.window + self.arenas as u64 * (PAGE << self.plan.order.min(2));
+            let flags = AllocFlags {
+                tagged: true,
+                ..AllocFlags::default()
+            };
+            match Server::for_client().alloc(env, vaddr, self.plan.order.min(2), flags)? {
+                Ok(_) => {
+                    self.arenas += 1;
+                    self.arenas_allocated += 1;
+                }
+                Err(e) if e.status == Status::NoMemory || e.status == Status::OutOfQuota => {
+                    self.no_memory += 1;
+                    return Ok(Progress::Done);
+                }
+                Err(_) => {
+                    self.errors += 1;
+                    return Ok(Progress::Done);
+                }
+            }
+            return Ok(Progress::More);
+        }
+        if self.arenas == 0 || self.operations >= self.plan.operations {
+            return Ok(Progress::Done);
+        }
+        if Some(self.operations) == self.plan.use_after_free_at {
+            if let Some(stale) = self.stale {
+                // The bug this allocator exists to catch: a write through a
+                // pointer whose object was freed (and so retagged).
+                self.use_after_free_attempted = true;
+                store_u64(env, stale, 0xdead_beef)?;
+            }
+        }
+        self.operations += 1;
+        let slot = self.choice.below((self.arenas * self.slots_per_arena()) as u64) as usize;
+        if self.live[slot] == 0 {
+            self.malloc(env, slot)?;
+        } else {
+            self.free(env, slot)?;
+        }
+        Ok(Progress::More)
+    }
+
+    fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
+        report("arenas", self.arenas_allocated);
+        report("mallocs", self.mallocs);
+        report("frees", self.frees);
+        report("corrupted_bytes", self.corrupted_bytes);
+        report("no_memory", self.no_memory);
+        report("errors", self.errors);
+        report("use_after_free_attempted", u64::from(self.use_after_free_attempted));
+    }
+}
+
+/// The PD: the worker, paced by the fault handler.
+pub type ClientTaggedHeap = Paced<TaggedHeap>;

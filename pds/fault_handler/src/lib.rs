@@ -1,0 +1,248 @@
+//! The fault handler PD (DESIGN §1 and §5): the parent of every client.
+//!
+//! - A VM fault on a page awaiting tags (metadata-none, after
+//!   `enable_tagging`) is resolved through the server, and the client resumes:
+//!   this is the lazy, mprotect(PROT_MTE)-like path. If the server has no
+//!   memory for the tags, the client is stopped and its frames reclaimed (the
+//!   RFC's VM_FAULT_OOM).
+//! - An MTE tag-check fault is reported with the address and both tags; the
+//!   client is stopped and the server reclaims its frames.
+//! - Any other fault is reported, the client's frames are reclaimed, and it
+//!   is restarted clean.
+//!
+//! It also paces its clients: each client notifies it after a unit of work
+//! (and once from `init`), and it notifies the client back, so clients of
+//! equal priority interleave (on seL4 as in the simulator).
+#![no_std]
+
+use tagloan_client::{channels, ClientTable, FaultKind, FaultReply, Server, Status};
+use tagloan_microkit::{
+    AuditSink, Channel, ChannelSet, Child, Env, Fault, Handler, MessageInfo, MSG_MAX_LENGTH,
+};
+
+const MAX_CLIENTS: usize = tagloan_client::MAX_TABLE_CLIENTS;
+
+/// Counts of what the handler did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub resolved: u64,
+    pub tag_check: u64,
+    pub out_of_memory: u64,
+    pub other: u64,
+    pub stops: u64,
+    pub restarts: u64,
+    pub reclaimed_frames: u64,
+    pub paced: u64,
+}
+
+/// The fault handler.
+pub struct FaultHandler {
+    table: Option<ClientTable>,
+    stopped: [bool; MAX_CLIENTS],
+    counts: Counts,
+}
+
+impl Default for FaultHandler {
+    fn default() -> FaultHandler {
+        FaultHandler::new()
+    }
+}
+
+struct Line {
+    bytes: [u8; 192],
+    len: usize,
+}
+
+impl core::fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let mut room = (self.bytes.len() - self.len).min(s.len());
+        while !s.is_char_boundary(room) {
+            room -= 1;
+        }
+        self.bytes[self.len..self.len + room].copy_from_slice(&s.as_bytes()[..room]);
+        self.len += room;
+        Ok(())
+    }
+}
+
+macro_rules! say {
+    ($env:expr, $($arg:tt)*) => {{
+        let mut line = Line { bytes: [0; 192], len: 0 };
+        let _ = core::fmt::Write::write_fmt(&mut line, format_args!($($arg)*));
+        $env.debug_print(core::str::from_utf8(&line.bytes[..line.len]).unwrap_or(""));
+    }};
+}
+
+fn server() -> Server {
+    Server::new(Channel::new(channels::FAULT_HANDLER_TO_SERVER as usize))
+}
+
+impl FaultHandler {
+    pub const fn new() -> FaultHandler {
+        FaultHandler {
+            table: None,
+            stopped: [false; MAX_CLIENTS],
+            counts: Counts {
+                resolved: 0,
+                tag_check: 0,
+                out_of_memory: 0,
+                other: 0,
+                stops: 0,
+                restarts: 0,
+                reclaimed_frames: 0,
+                paced: 0,
+            },
+        }
+    }
+
+    /// What it has done so far.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    fn reclaim(&mut self, env: &mut dyn Env, client: u8, name: &str) {
+        match server().reclaim_client(env, client) {
+            Ok(Ok(frames)) => {
+                self.counts.reclaimed_frames += u64::from(frames);
+                say!(env, "fault_handler: reclaimed {frames} frames of {name}");
+            }
+            Ok(Err(error)) => say!(env, "fault_handler: reclaiming {name} failed: {error}"),
+            Err(_) => say!(env, "fault_handler: stopped while reclaiming {name}"),
+        }
+    }
+
+    fn stop(&mut self, env: &mut dyn Env, child: Child, client: u8, name: &str) {
+        env.pd_stop(child);
+        self.counts.stops += 1;
+        if let Some(s) = self.stopped.get_mut(usize::from(client)) {
+            *s = true;
+        }
+        self.reclaim(env, client, name);
+    }
+
+    fn restart(&mut self, env: &mut dyn Env, child: Child, client: u8, name: &str) {
+        // Reclaim first, so the client starts clean, with nothing mapped.
+        self.reclaim(env, client, name);
+        env.pd_restart(child);
+        self.counts.restarts += 1;
+        if let Some(s) = self.stopped.get_mut(usize::from(client)) {
+            *s = false;
+        }
+    }
+}
+
+impl Handler for FaultHandler {
+    fn init(&mut self, env: &mut dyn Env) {
+        let table = match env.region("client_table").map(ClientTable::parse) {
+            Some(Ok(table)) => table,
+            Some(Err(error)) => {
+                say!(env, "fault_handler: client table refused: {error}");
+                return;
+            }
+            None => {
+                say!(env, "fault_handler: region `client_table` is not mapped");
+                return;
+            }
+        };
+        // Clients announce themselves from their own `init`.
+        self.table = Some(table);
+    }
+
+    fn notified(&mut self, env: &mut dyn Env, channels: ChannelSet) {
+        let Some(table) = self.table.as_ref() else {
+            return;
+        };
+        for channel in channels.iter() {
+            // A client finished a unit of work and yields: let it go on.
+            if let Some((client, _)) = table.by_child(channel.index() as u8) {
+                if !self.stopped[usize::from(client)] {
+                    self.counts.paced += 1;
+                    env.notify(channel);
+                }
+            }
+        }
+    }
+
+    fn fault(&mut self, env: &mut dyn Env, child: Child, info: MessageInfo) -> Option<MessageInfo> {
+        let mut mrs = [0u64; 4];
+        for (i, w) in mrs.iter_mut().enumerate().take(info.count().min(MSG_MAX_LENGTH)) {
+            *w = env.mr(i);
+        }
+        let fault = Fault::decode(info, &mrs);
+        let (client, name) = match self
+            .table
+            .as_ref()
+            .and_then(|t| t.by_child(child.index() as u8))
+        {
+            Some((client, entry)) => (client, entry.name.clone()),
+            None => {
+                say!(env, "fault_handler: child {} is not in the client table; stopping it", child.index());
+                env.pd_stop(child);
+                return None;
+            }
+        };
+        match fault {
+            Fault::VmFault { addr, .. } if fault.is_tag_check() => {
+                self.counts.tag_check += 1;
+                let pointer_tag = (addr >> 56) & 0xf;
+                let vaddr = addr & ((1 << 56) - 1);
+                match server().resolve_fault(env, client, vaddr, FaultKind::TagCheck) {
+                    Ok(Ok(FaultReply::TagCheck { memory_tag })) => say!(
+                        env,
+                        "fault_handler: MTE tag-check fault in {name} at {vaddr:#x}: pointer tag {pointer_tag:#x}, memory tag {memory_tag:#x}; stopping it"
+                    ),
+                    Ok(other) => say!(
+                        env,
+                        "fault_handler: MTE tag-check fault in {name} at {vaddr:#x}: pointer tag {pointer_tag:#x}, memory tag unknown ({other:?}); stopping it"
+                    ),
+                    Err(_) => return None,
+                }
+                self.stop(env, child, client, &name);
+                None
+            }
+            Fault::VmFault { addr, .. } => {
+                match server().resolve_fault(env, client, addr, FaultKind::Access) {
+                    Ok(Ok(_)) => {
+                        self.counts.resolved += 1;
+                        Some(MessageInfo::new(0, 0))
+                    }
+                    Ok(Err(error)) if error.status == Status::NoMemory => {
+                        self.counts.out_of_memory += 1;
+                        say!(env, "fault_handler: no memory for the tags of {name} at {addr:#x}; stopping it (VM_FAULT_OOM)");
+                        self.stop(env, child, client, &name);
+                        None
+                    }
+                    Ok(Err(error)) => {
+                        self.counts.other += 1;
+                        say!(env, "fault_handler: {name} faulted at {addr:#x}, not a lazy-tagging fault ({error}); restarting it clean");
+                        self.restart(env, child, client, &name);
+                        None
+                    }
+                    Err(_) => None,
+                }
+            }
+            other => {
+                self.counts.other += 1;
+                say!(env, "fault_handler: {name} took {other:?}; restarting it clean");
+                self.restart(env, child, client, &name);
+                None
+            }
+        }
+    }
+
+    fn audit(&mut self, sink: &mut dyn AuditSink) {
+        let c = self.counts;
+        for (name, value) in [
+            ("faults_resolved", c.resolved),
+            ("faults_tag_check", c.tag_check),
+            ("faults_out_of_memory", c.out_of_memory),
+            ("faults_other", c.other),
+            ("stops", c.stops),
+            ("restarts", c.restarts),
+            ("reclaimed_frames", c.reclaimed_frames),
+            ("paced", c.paced),
+        ] {
+            sink.counter(name, value);
+        }
+    }
+}
