@@ -15,8 +15,8 @@
 pub use tagloan_microkit::{Channel, Env, MessageInfo, Stopped};
 pub use tagloan_pool::{PageInfo, PageState};
 pub use tagloan_proto::{
-    channels, AllocFlags, ClientEntry, ClientTable, Error, FaultKind, FaultReply, Request,
-    Response, Op, StatsReply, Status, MAX_MESSAGE_WORDS, MAX_TABLE_CLIENTS, PROTOCOL_VERSION,
+    channels, AllocFlags, ClientEntry, ClientTable, Error, FaultKind, FaultReply, Op, Request,
+    Response, StatsReply, Status, MAX_MESSAGE_WORDS, MAX_TABLE_CLIENTS, PROTOCOL_VERSION,
 };
 
 /// The result of one call.
@@ -84,19 +84,34 @@ impl Server {
     }
 
     /// Allocates `2^order` pages at `vaddr`.
-    pub fn alloc(&self, env: &mut dyn Env, vaddr: u64, order: u8, flags: AllocFlags) -> Reply<Allocated> {
-        Ok(self.call(env, Request::Alloc { vaddr, order, flags })?.map(|r| match r {
-            Response::Alloc {
-                pages,
-                first_frame,
-                in_tag_storage,
-            } => Allocated {
-                pages,
-                first_frame,
-                in_tag_storage,
-            },
-            _ => unreachable!("Response::decode gives the operation's own response"),
-        }))
+    pub fn alloc(
+        &self,
+        env: &mut dyn Env,
+        vaddr: u64,
+        order: u8,
+        flags: AllocFlags,
+    ) -> Reply<Allocated> {
+        Ok(self
+            .call(
+                env,
+                Request::Alloc {
+                    vaddr,
+                    order,
+                    flags,
+                },
+            )?
+            .map(|r| match r {
+                Response::Alloc {
+                    pages,
+                    first_frame,
+                    in_tag_storage,
+                } => Allocated {
+                    pages,
+                    first_frame,
+                    in_tag_storage,
+                },
+                _ => unreachable!("Response::decode gives the operation's own response"),
+            }))
     }
 
     /// Frees the allocation at `vaddr`; returns its pages.
@@ -109,12 +124,16 @@ impl Server {
 
     /// mprotect(PROT_MTE)-like: tags come on the first touch of each page.
     pub fn enable_tagging(&self, env: &mut dyn Env, vaddr: u64, pages: u32) -> Reply<()> {
-        Ok(self.call(env, Request::EnableTagging { vaddr, pages })?.map(|_| ()))
+        Ok(self
+            .call(env, Request::EnableTagging { vaddr, pages })?
+            .map(|_| ()))
     }
 
     /// Maps the pages untagged again; their tags are discarded.
     pub fn disable_tagging(&self, env: &mut dyn Env, vaddr: u64, pages: u32) -> Reply<()> {
-        Ok(self.call(env, Request::DisableTagging { vaddr, pages })?.map(|_| ()))
+        Ok(self
+            .call(env, Request::DisableTagging { vaddr, pages })?
+            .map(|_| ()))
     }
 
     /// Pins the page at `vaddr`: it will never move.
@@ -144,9 +163,22 @@ impl Server {
     }
 
     /// Fault handler: resolve or report `client`'s fault at `vaddr`.
-    pub fn resolve_fault(&self, env: &mut dyn Env, client: u8, vaddr: u64, kind: FaultKind) -> Reply<FaultReply> {
+    pub fn resolve_fault(
+        &self,
+        env: &mut dyn Env,
+        client: u8,
+        vaddr: u64,
+        kind: FaultKind,
+    ) -> Reply<FaultReply> {
         Ok(self
-            .call(env, Request::ResolveFault { client, vaddr, kind })?
+            .call(
+                env,
+                Request::ResolveFault {
+                    client,
+                    vaddr,
+                    kind,
+                },
+            )?
             .map(|r| match r {
                 Response::Resolved(reply) => reply,
                 _ => unreachable!("Response::decode gives the operation's own response"),
@@ -155,10 +187,12 @@ impl Server {
 
     /// Fault handler: free every frame of `client`.
     pub fn reclaim_client(&self, env: &mut dyn Env, client: u8) -> Reply<u32> {
-        Ok(self.call(env, Request::ReclaimClient { client })?.map(|r| match r {
-            Response::Reclaimed { frames } => frames,
-            _ => unreachable!("Response::decode gives the operation's own response"),
-        }))
+        Ok(self
+            .call(env, Request::ReclaimClient { client })?
+            .map(|r| match r {
+                Response::Reclaimed { frames } => frames,
+                _ => unreachable!("Response::decode gives the operation's own response"),
+            }))
     }
 }
 
@@ -249,7 +283,8 @@ impl<W: Worker> tagloan_microkit::Handler for Paced<W> {
     fn audit(&mut self, sink: &mut dyn tagloan_microkit::AuditSink) {
         sink.counter("steps", self.steps);
         sink.counter("done", u64::from(self.done));
-        self.worker.counters(&mut |name, value| sink.counter(name, value));
+        self.worker
+            .counters(&mut |name, value| sink.counter(name, value));
     }
 }
 

@@ -1145,7 +1145,12 @@ impl Pool<'_> {
     /// block is reserved if there is one, keeping its tags, and otherwise its
     /// tags are parked in the deferred store and it is mapped metadata-none
     /// until its next access (DESIGN §5).
-    fn commit_evacuation<M: Machine + ?Sized>(&mut self, machine: &mut M, start: FrameIndex, order: u8) {
+    fn commit_evacuation<M: Machine + ?Sized>(
+        &mut self,
+        machine: &mut M,
+        start: FrameIndex,
+        order: u8,
+    ) {
         let frames = 1u32 << order;
         let end = start + frames;
         // Take the free frames of the range, so no page moves into it.

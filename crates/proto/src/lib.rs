@@ -197,7 +197,10 @@ impl core::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {
             DecodeError::UnknownLabel { label } => {
-                write!(f, "label {label} names no operation (see tagloan_proto::Op)")
+                write!(
+                    f,
+                    "label {label} names no operation (see tagloan_proto::Op)"
+                )
             }
             DecodeError::WrongCount { expected, found } => write!(
                 f,
@@ -208,7 +211,10 @@ impl core::fmt::Display for DecodeError {
                 "protocol version {found} in the header word; this server speaks {PROTOCOL_VERSION}"
             ),
             DecodeError::ReservedBits { word, bits } => {
-                write!(f, "reserved bits {bits:#x} set in word {word}; they must be zero")
+                write!(
+                    f,
+                    "reserved bits {bits:#x} set in word {word}; they must be zero"
+                )
             }
             DecodeError::OutOfRange { word, value } => {
                 write!(f, "word {word} holds {value:#x}, outside its range")
@@ -274,9 +280,7 @@ fn read<T: FromBytes>(words: &[u64]) -> T {
 
 fn write<T: IntoBytes + zerocopy::Immutable>(value: &T, out: &mut [u64]) -> usize {
     let bytes = value.as_bytes();
-    out[..bytes.len() / 8]
-        .as_mut_bytes()
-        .copy_from_slice(bytes);
+    out[..bytes.len() / 8].as_mut_bytes().copy_from_slice(bytes);
     bytes.len() / 8
 }
 
@@ -319,8 +323,19 @@ impl Request {
                 let mut spec = u64::from(order);
                 spec |= if flags.tagged { ALLOC_TAGGED } else { 0 };
                 spec |= if flags.pinned { ALLOC_PINNED } else { 0 };
-                spec |= if flags.contiguous { ALLOC_CONTIGUOUS } else { 0 };
-                write(&AllocWire { header, vaddr, spec }, out)
+                spec |= if flags.contiguous {
+                    ALLOC_CONTIGUOUS
+                } else {
+                    0
+                };
+                write(
+                    &AllocWire {
+                        header,
+                        vaddr,
+                        spec,
+                    },
+                    out,
+                )
             }
             Request::Free { vaddr }
             | Request::Pin { vaddr }
@@ -675,7 +690,12 @@ impl Response {
                 },
                 out,
             ),
-            Response::Freed { pages } => write(&OneWire { value: u64::from(pages) }, out),
+            Response::Freed { pages } => write(
+                &OneWire {
+                    value: u64::from(pages),
+                },
+                out,
+            ),
             Response::Done => 0,
             Response::Query(info) => {
                 let [flags, frame] = page_info_words(&info);
@@ -705,13 +725,22 @@ impl Response {
                 };
                 write(&ResolveReplyWire { kind, value }, out)
             }
-            Response::Reclaimed { frames } => write(&OneWire { value: u64::from(frames) }, out),
+            Response::Reclaimed { frames } => write(
+                &OneWire {
+                    value: u64::from(frames),
+                },
+                out,
+            ),
         }
     }
 
     /// Decodes the reply to `op` from its label and registers: the server's
     /// answer, or a [`DecodeError`] if the reply itself is malformed.
-    pub fn decode(op: Op, label: u64, words: &[u64]) -> Result<Result<Response, Error>, DecodeError> {
+    pub fn decode(
+        op: Op,
+        label: u64,
+        words: &[u64],
+    ) -> Result<Result<Response, Error>, DecodeError> {
         let status = Status::from_label(label).ok_or(DecodeError::UnknownStatus { label })?;
         if status != Status::Ok {
             if words.len() != 2 {
@@ -809,7 +838,9 @@ impl Response {
                         deferred: bit(v, 1),
                     },
                     (1, 0) => FaultReply::AlreadyTagged,
-                    (2, v) if v <= 0xf => FaultReply::TagCheck { memory_tag: v as u8 },
+                    (2, v) if v <= 0xf => FaultReply::TagCheck {
+                        memory_tag: v as u8,
+                    },
                     (0 | 1 | 2, value) => return Err(DecodeError::OutOfRange { word: 1, value }),
                     (value, _) => return Err(DecodeError::OutOfRange { word: 0, value }),
                 })

@@ -147,7 +147,10 @@ impl ClientTable {
     pub fn parse(bytes: &[u8]) -> Result<ClientTable, TableError> {
         let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
         let text = core::str::from_utf8(&bytes[..end]).map_err(|e| TableError {
-            line: 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count(),
+            line: 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count(),
             rule: TableRule::NotText,
         })?;
         let mut table = ClientTable {
@@ -189,7 +192,9 @@ impl ClientTable {
                         .clients
                         .push(entry)
                         .map_err(|_| fail(TableRule::TooManyClients))?;
-                    lines.push(line).map_err(|_| fail(TableRule::TooManyClients))?;
+                    lines
+                        .push(line)
+                        .map_err(|_| fail(TableRule::TooManyClients))?;
                 }
                 _ => return Err(fail(TableRule::UnknownDirective)),
             }
@@ -274,7 +279,11 @@ fn parse_client<'t>(fields: impl Iterator<Item = &'t str>) -> Result<ClientEntry
     })
 }
 
-fn check_client(table: &ClientTable, lines: &[usize], entry: &ClientEntry) -> Result<(), TableRule> {
+fn check_client(
+    table: &ClientTable,
+    lines: &[usize],
+    entry: &ClientEntry,
+) -> Result<(), TableRule> {
     let end = |c: &ClientEntry| c.window_base + u64::from(c.window_pages) * PAGE;
     for (other, &line) in table.clients.iter().zip(lines) {
         if other.name == entry.name {

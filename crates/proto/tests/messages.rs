@@ -296,7 +296,10 @@ fn decoding_random_and_mutated_messages_never_panics_and_never_yields_an_invalid
         let _ = Response::decode(op, label % 12, &words);
     }
     assert_eq!(accepted + rejected, CASES);
-    assert!(accepted > 1_000, "the campaign must exercise valid messages too");
+    assert!(
+        accepted > 1_000,
+        "the campaign must exercise valid messages too"
+    );
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),

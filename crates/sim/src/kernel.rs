@@ -112,7 +112,10 @@ pub enum SimError {
     Sdf(crate::sdf::SdfError),
     System(crate::system::SystemError),
     /// A PD's program image has no registered handler.
-    NoHandler { pd: String, image: String },
+    NoHandler {
+        pd: String,
+        image: String,
+    },
 }
 
 impl std::fmt::Display for SimError {
@@ -200,7 +203,11 @@ pub struct Sim {
 impl Sim {
     /// Loads `sdf_path`, checks it with the platform and client table it
     /// names, and builds every PD from `registry`.
-    pub fn load(sdf_path: &std::path::Path, registry: &Registry, config: Config) -> Result<Sim, SimError> {
+    pub fn load(
+        sdf_path: &std::path::Path,
+        registry: &Registry,
+        config: Config,
+    ) -> Result<Sim, SimError> {
         let sdf = Sdf::load(sdf_path, &config.search_path).map_err(SimError::Sdf)?;
         Sim::new(sdf, registry, config)
     }
@@ -342,6 +349,15 @@ impl Sim {
         self.core.step - start
     }
 
+    /// Whether no running PD has a notification pending: the system is idle.
+    pub fn idle(&self) -> bool {
+        !self
+            .core
+            .pds
+            .iter()
+            .any(|p| p.state == RunState::Running && p.pending != 0)
+    }
+
     /// Kernel steps so far (wakeups, PPCs, faults, memory accesses).
     pub fn steps(&self) -> u64 {
         self.core.step
@@ -459,9 +475,12 @@ fn run_handler(
     pd: usize,
     body: impl FnOnce(&mut dyn Handler, &mut dyn Env),
 ) {
-    let mut handler = handlers[pd]
-        .take()
-        .unwrap_or_else(|| panic!("PD `{}` re-entered: a PPC or fault cycle", core.sdf.pds[pd].name));
+    let mut handler = handlers[pd].take().unwrap_or_else(|| {
+        panic!(
+            "PD `{}` re-entered: a PPC or fault cycle",
+            core.sdf.pds[pd].name
+        )
+    });
     core.pds[pd].executing = true;
     {
         let mut env = PdEnv {
@@ -495,7 +514,9 @@ impl AuditSink for Sink<'_> {
         if let Some(v) = violation {
             self.audit.violations += 1;
             if self.audit.first_violations.len() < 8 {
-                self.audit.first_violations.push(format!("{}: {v}", self.pd));
+                self.audit
+                    .first_violations
+                    .push(format!("{}: {v}", self.pd));
             }
         }
     }
@@ -553,7 +574,9 @@ impl PdEnv<'_> {
             self.core.record(Event::Stop { pd: child });
             return false;
         };
-        let child_id = self.core.sdf.pds[child].child_id.expect("a child PD has an id");
+        let child_id = self.core.sdf.pds[child]
+            .child_id
+            .expect("a child PD has an id");
         let info = fault.encode(&mut self.core.pds[parent].mrs[..]);
         let mut reply = None;
         run_handler(self.core, self.handlers, parent, |h, env| {
@@ -604,7 +627,12 @@ impl PdEnv<'_> {
         &mut self,
         pointer: u64,
         len: usize,
-        mut op: impl FnMut(&mut SimMachine, ClientId, u64, std::ops::Range<usize>) -> Result<(), AccessFault>,
+        mut op: impl FnMut(
+            &mut SimMachine,
+            ClientId,
+            u64,
+            std::ops::Range<usize>,
+        ) -> Result<(), AccessFault>,
     ) -> Result<(), Stopped> {
         let page = FRAME_BYTES as u64;
         let mut done = 0usize;
@@ -706,9 +734,10 @@ impl Env for PdEnv<'_> {
         }
         let mut info = info;
         let count = info.count();
-        if self.core.take_injection(me, |i, n| {
-            matches!(i, Injection::CorruptCall { pd, call: c } if pd == n && *c == call)
-        }) {
+        if self.core.take_injection(
+            me,
+            |i, n| matches!(i, Injection::CorruptCall { pd, call: c } if pd == n && *c == call),
+        ) {
             let bit = self.core.rng.below(64);
             let what = if count == 0 || self.core.rng.below(4) == 0 {
                 info = MessageInfo::new(info.label() ^ (1 << (bit % 8)), count);
@@ -763,14 +792,20 @@ impl Env for PdEnv<'_> {
         let Some((mine, theirs)) = self.core.sdf.peer(me, channel.index() as u8) else {
             self.core.record(Event::Print {
                 pd: me,
-                text: format!("notify on channel {} that does not exist: ignored", channel.index()),
+                text: format!(
+                    "notify on channel {} that does not exist: ignored",
+                    channel.index()
+                ),
             });
             return;
         };
         if !mine.notify {
             self.core.record(Event::Print {
                 pd: me,
-                text: format!("notify on channel {} whose end has notify=\"false\": ignored", channel.index()),
+                text: format!(
+                    "notify on channel {} whose end has notify=\"false\": ignored",
+                    channel.index()
+                ),
             });
             return;
         }

@@ -25,4 +25,4 @@ pub use memory::{AccessFault, Ram, SimMachine};
 pub use rng::Rng;
 pub use sdf::{Sdf, SdfError};
 pub use system::{System, SystemError};
-pub use trace::{Event, Summary, Trace};
+pub use trace::{CallCounts, Event, Summary, Trace};

@@ -332,13 +332,17 @@ impl Parser<'_, '_> {
         if page_size != 0x1000 && page_size != 0x20_0000 {
             return Err(self.error(
                 node,
-                format!("page_size {page_size:#x} is not supported on AArch64; use 0x1000 or 0x200000"),
+                format!(
+                    "page_size {page_size:#x} is not supported on AArch64; use 0x1000 or 0x200000"
+                ),
             ));
         }
         if size == 0 || !size.is_multiple_of(page_size) {
             return Err(self.error(
                 node,
-                format!("size {size:#x} is not a non-zero multiple of the page size {page_size:#x}"),
+                format!(
+                    "size {size:#x} is not a non-zero multiple of the page size {page_size:#x}"
+                ),
             ));
         }
         let phys_addr = self.number(node, "phys_addr")?;
@@ -346,7 +350,10 @@ impl Parser<'_, '_> {
             return Err(self.error(node, "phys_addr is not aligned to the page size"));
         }
         if self.sdf.region(&name).is_some() {
-            return Err(self.error(node, format!("a memory region named `{name}` already exists; names are unique")));
+            return Err(self.error(
+                node,
+                format!("a memory region named `{name}` already exists; names are unique"),
+            ));
         }
         let prefill = match node.attribute("prefill_path") {
             None => None,
@@ -407,18 +414,30 @@ impl Parser<'_, '_> {
         )?;
         let name = self.required(node, "name")?.to_string();
         if self.sdf.pd(&name).is_some() {
-            return Err(self.error(node, format!("a protection domain named `{name}` already exists; names are unique")));
+            return Err(self.error(
+                node,
+                format!("a protection domain named `{name}` already exists; names are unique"),
+            ));
         }
         let priority = self.number(node, "priority")?.unwrap_or(100);
         if priority > 254 {
-            return Err(self.error(node, format!("priority {priority} is above 254, the highest a PD may have")));
+            return Err(self.error(
+                node,
+                format!("priority {priority} is above 254, the highest a PD may have"),
+            ));
         }
         let child_id = match (parent, self.number(node, "id")?) {
             (Some(_), None) => {
-                return Err(self.error(node, "a child protection domain needs `id`, its number under the parent"))
+                return Err(self.error(
+                    node,
+                    "a child protection domain needs `id`, its number under the parent",
+                ))
             }
             (None, Some(_)) => {
-                return Err(self.error(node, "`id` is only for child protection domains; nest it in its parent"))
+                return Err(self.error(
+                    node,
+                    "`id` is only for child protection domains; nest it in its parent",
+                ))
             }
             (Some(_), Some(id)) if id > 62 => {
                 return Err(self.error(node, format!("child id {id} is above 62")))
@@ -429,7 +448,10 @@ impl Parser<'_, '_> {
             if self.sdf.child(parent, id).is_some() {
                 return Err(self.error(
                     node,
-                    format!("child id {id} is already used under `{}`", self.sdf.pds[parent].name),
+                    format!(
+                        "child id {id} is already used under `{}`",
+                        self.sdf.pds[parent].name
+                    ),
                 ));
             }
         }
@@ -456,7 +478,13 @@ impl Parser<'_, '_> {
                     let page = self.sdf.regions[map.region].page_size;
                     let size = self.sdf.regions[map.region].size;
                     if !map.vaddr.is_multiple_of(page) {
-                        return Err(self.error(child, format!("vaddr {:#x} is not aligned to the region's page size {page:#x}", map.vaddr)));
+                        return Err(self.error(
+                            child,
+                            format!(
+                                "vaddr {:#x} is not aligned to the region's page size {page:#x}",
+                                map.vaddr
+                            ),
+                        ));
                     }
                     for other in &self.sdf.pds[index].maps {
                         let other_size = self.sdf.regions[other.region].size;
@@ -477,7 +505,12 @@ impl Parser<'_, '_> {
                     let symbol = self.required(child, "symbol")?.to_string();
                     let region_name = self.required(child, "region_paddr")?;
                     let region = self.sdf.region(region_name).ok_or_else(|| {
-                        self.error(child, format!("region_paddr names `{region_name}`, which is not a memory region"))
+                        self.error(
+                            child,
+                            format!(
+                                "region_paddr names `{region_name}`, which is not a memory region"
+                            ),
+                        )
                     })?;
                     self.sdf.pds[index].paddr_vars.push((symbol, region));
                 }
@@ -487,7 +520,9 @@ impl Parser<'_, '_> {
                 other => {
                     return Err(self.error(
                         child,
-                        format!("<{other}> is not an element of a protection domain this system uses"),
+                        format!(
+                            "<{other}> is not an element of a protection domain this system uses"
+                        ),
                     ))
                 }
             }
@@ -514,18 +549,33 @@ impl Parser<'_, '_> {
     }
 
     fn map(&self, node: Node) -> Result<MapDecl, SdfError> {
-        self.attributes(node, &["mr", "vaddr", "perms", "cached", "setvar_vaddr", "setvar_size"])?;
+        self.attributes(
+            node,
+            &[
+                "mr",
+                "vaddr",
+                "perms",
+                "cached",
+                "setvar_vaddr",
+                "setvar_size",
+            ],
+        )?;
         let mr = self.required(node, "mr")?;
-        let region = self
-            .sdf
-            .region(mr)
-            .ok_or_else(|| self.error(node, format!("mr `{mr}` is not a memory region declared in this file")))?;
+        let region = self.sdf.region(mr).ok_or_else(|| {
+            self.error(
+                node,
+                format!("mr `{mr}` is not a memory region declared in this file"),
+            )
+        })?;
         let vaddr = self
             .number(node, "vaddr")?
             .ok_or_else(|| self.error(node, "attribute `vaddr` is required"))?;
         let perms = node.attribute("perms").unwrap_or("rw").to_string();
         if perms.is_empty() || !perms.chars().all(|c| "rwx".contains(c)) {
-            return Err(self.error(node, format!("perms \"{perms}\" must be made of r, w and x")));
+            return Err(self.error(
+                node,
+                format!("perms \"{perms}\" must be made of r, w and x"),
+            ));
         }
         Ok(MapDecl {
             region,
@@ -542,7 +592,10 @@ impl Parser<'_, '_> {
         if ends.len() != 2 || ends.iter().any(|e| e.tag_name().name() != "end") {
             return Err(self.error(
                 node,
-                format!("a channel has exactly two <end> elements; this one has {}", ends.len()),
+                format!(
+                    "a channel has exactly two <end> elements; this one has {}",
+                    ends.len()
+                ),
             ));
         }
         let mut decoded = [EndDecl {
@@ -555,7 +608,10 @@ impl Parser<'_, '_> {
             self.attributes(*end, &["pd", "id", "pp", "notify"])?;
             let pd_name = self.required(*end, "pd")?;
             let pd = self.sdf.pd(pd_name).ok_or_else(|| {
-                self.error(*end, format!("pd `{pd_name}` is not a protection domain of this system"))
+                self.error(
+                    *end,
+                    format!("pd `{pd_name}` is not a protection domain of this system"),
+                )
             })?;
             let id = self
                 .number(*end, "id")?
@@ -564,7 +620,12 @@ impl Parser<'_, '_> {
                 return Err(self.error(*end, format!("channel id {id} is above 62")));
             }
             if self.sdf.peer(pd, id as u8).is_some() {
-                return Err(self.error(*end, format!("channel id {id} is already used in `{pd_name}`; ids are unique per PD")));
+                return Err(self.error(
+                    *end,
+                    format!(
+                        "channel id {id} is already used in `{pd_name}`; ids are unique per PD"
+                    ),
+                ));
             }
             *slot = EndDecl {
                 pd,
@@ -577,7 +638,10 @@ impl Parser<'_, '_> {
             return Err(self.error(node, "a channel joins two different protection domains"));
         }
         if decoded[0].pp && decoded[1].pp {
-            return Err(self.error(node, "pp=\"true\" on both ends; only the caller's end has it"));
+            return Err(self.error(
+                node,
+                "pp=\"true\" on both ends; only the caller's end has it",
+            ));
         }
         for (caller, callee) in [(decoded[0], decoded[1]), (decoded[1], decoded[0])] {
             if caller.pp {
@@ -603,11 +667,12 @@ impl Parser<'_, '_> {
     /// Whole-system rules.
     fn check(&self) -> Result<(), SdfError> {
         for (index, pd) in self.sdf.pds.iter().enumerate() {
-            let is_callee = self
-                .sdf
-                .channels
-                .iter()
-                .any(|c| c.ends.iter().zip(c.ends.iter().rev()).any(|(me, other)| me.pd == index && other.pp));
+            let is_callee = self.sdf.channels.iter().any(|c| {
+                c.ends
+                    .iter()
+                    .zip(c.ends.iter().rev())
+                    .any(|(me, other)| me.pd == index && other.pp)
+            });
             if pd.passive && !is_callee {
                 return Err(SdfError {
                     at: pd.at.clone(),

@@ -104,7 +104,9 @@ impl System {
                 error(
                     &root,
                     "<system>".into(),
-                    format!("a memory region named `{name}` is required (see system.xml in the repo)"),
+                    format!(
+                        "a memory region named `{name}` is required (see system.xml in the repo)"
+                    ),
                 )
             })
         };
@@ -112,13 +114,20 @@ impl System {
         let dtb_region = &sdf.regions[dtb_index];
         let dtb_element = format!("<memory_region name=\"{DTB_REGION}\">");
         if dtb_region.prefill.is_none() {
-            return Err(error(&dtb_region.at, dtb_element, "needs prefill_path: the platform's device tree blob".into()));
+            return Err(error(
+                &dtb_region.at,
+                dtb_element,
+                "needs prefill_path: the platform's device tree blob".into(),
+            ));
         }
         let platform = tagloan_platform::parse(&prefills[dtb_index], true).map_err(|e| {
             error(
                 &dtb_region.at,
                 dtb_element.clone(),
-                format!("the device tree `{}` is refused: {e}", dtb_region.prefill.as_ref().unwrap().0),
+                format!(
+                    "the device tree `{}` is refused: {e}",
+                    dtb_region.prefill.as_ref().unwrap().0
+                ),
             )
         })?;
         let table_index = named(CLIENT_TABLE_REGION)?;
@@ -126,10 +135,21 @@ impl System {
         let table_element = format!("<memory_region name=\"{CLIENT_TABLE_REGION}\">");
         let table_file = match &table_region.prefill {
             Some((name, _)) => name.clone(),
-            None => return Err(error(&table_region.at, table_element, "needs prefill_path: the client table".into())),
+            None => {
+                return Err(error(
+                    &table_region.at,
+                    table_element,
+                    "needs prefill_path: the client table".into(),
+                ))
+            }
         };
-        let table = ClientTable::parse(&prefills[table_index])
-            .map_err(|e| error(&table_region.at, table_element.clone(), format!("{table_file}: {e}")))?;
+        let table = ClientTable::parse(&prefills[table_index]).map_err(|e| {
+            error(
+                &table_region.at,
+                table_element.clone(),
+                format!("{table_file}: {e}"),
+            )
+        })?;
 
         // The server: the one PD that names the pool's physical regions.
         let owners: Vec<usize> = (0..sdf.pds.len())
@@ -179,9 +199,17 @@ impl System {
         // physical address and size, and the other way round.
         let mut platform_ranges = Vec::new();
         for spec in &platform.regions {
-            platform_ranges.push(("data", spec.data_base * 4096, u64::from(spec.data_frames) * 4096));
+            platform_ranges.push((
+                "data",
+                spec.data_base * 4096,
+                u64::from(spec.data_frames) * 4096,
+            ));
             if let Some(tags) = spec.tags {
-                platform_ranges.push(("tag storage", tags.base * 4096, u64::from(tags.frames) * 4096));
+                platform_ranges.push((
+                    "tag storage",
+                    tags.base * 4096,
+                    u64::from(tags.frames) * 4096,
+                ));
             }
         }
         for (kind, base, size) in &platform_ranges {
@@ -220,18 +248,40 @@ impl System {
 
         // The fault handler.
         let (fh_name, fh_channel) = table.fault_handler.clone().ok_or_else(|| {
-            error(&table_region.at, format!("<memory_region name=\"{CLIENT_TABLE_REGION}\">"), format!("{table_file}: a `fault_handler NAME channel=N` line is required"))
+            error(
+                &table_region.at,
+                format!("<memory_region name=\"{CLIENT_TABLE_REGION}\">"),
+                format!("{table_file}: a `fault_handler NAME channel=N` line is required"),
+            )
         })?;
         let fault_handler = sdf.pd(&fh_name).ok_or_else(|| {
-            error(&table_region.at, "client table".into(), format!("{table_file}: fault_handler `{fh_name}` is not a PD of the system"))
+            error(
+                &table_region.at,
+                "client table".into(),
+                format!("{table_file}: fault_handler `{fh_name}` is not a PD of the system"),
+            )
         })?;
-        check_call(sdf, fault_handler, channels::FAULT_HANDLER_TO_SERVER, server, fh_channel, &root)?;
+        check_call(
+            sdf,
+            fault_handler,
+            channels::FAULT_HANDLER_TO_SERVER,
+            server,
+            fh_channel,
+            &root,
+        )?;
 
         // The clients.
         let mut clients = Vec::new();
         for entry in &table.clients {
             let pd = sdf.pd(&entry.name).ok_or_else(|| {
-                error(&table_region.at, "client table".into(), format!("{table_file}: client `{}` is not a PD of the system", entry.name))
+                error(
+                    &table_region.at,
+                    "client table".into(),
+                    format!(
+                        "{table_file}: client `{}` is not a PD of the system",
+                        entry.name
+                    ),
+                )
             })?;
             let decl = &sdf.pds[pd];
             let element = format!("<protection_domain name=\"{}\">", decl.name);
@@ -245,7 +295,14 @@ impl System {
                     ),
                 ));
             }
-            check_call(sdf, pd, channels::CLIENT_TO_SERVER, server, entry.channel, &root)?;
+            check_call(
+                sdf,
+                pd,
+                channels::CLIENT_TO_SERVER,
+                server,
+                entry.channel,
+                &root,
+            )?;
             match sdf.peer(pd, channels::CLIENT_TO_SUPERVISOR) {
                 Some((_, theirs)) if theirs.pd == fault_handler && theirs.id == entry.child => {}
                 _ => {
@@ -277,8 +334,15 @@ impl System {
             clients.push(pd);
         }
         for channel in &sdf.channels {
-            for (caller, callee) in [(channel.ends[0], channel.ends[1]), (channel.ends[1], channel.ends[0])] {
-                if caller.pp && callee.pd == server && caller.pd != fault_handler && !clients.contains(&caller.pd) {
+            for (caller, callee) in [
+                (channel.ends[0], channel.ends[1]),
+                (channel.ends[1], channel.ends[0]),
+            ] {
+                if caller.pp
+                    && callee.pd == server
+                    && caller.pd != fault_handler
+                    && !clients.contains(&caller.pd)
+                {
                     return Err(error(
                         &channel.at,
                         "<channel>".into(),
@@ -322,10 +386,17 @@ impl System {
             return Err(error(
                 &book_region.at,
                 format!("<memory_region name=\"{BOOKKEEPING_REGION}\">"),
-                format!("{:#x} bytes, but the pool tables need {needed:#x}; raise size", book_region.size),
+                format!(
+                    "{:#x} bytes, but the pool tables need {needed:#x}; raise size",
+                    book_region.size
+                ),
             ));
         }
-        if !server_decl.maps.iter().any(|m| m.region == book && m.perms.contains('w')) {
+        if !server_decl
+            .maps
+            .iter()
+            .any(|m| m.region == book && m.perms.contains('w'))
+        {
             return Err(error(
                 &server_decl.at,
                 format!("<protection_domain name=\"{}\">", server_decl.name),

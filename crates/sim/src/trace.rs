@@ -11,23 +11,79 @@ use tagloan_microkit::{Access, Fault};
 /// One thing that happened. PDs are by index into the SDF's PD list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    Init { pd: usize },
-    Notify { from: usize, to: usize, channel: u8 },
-    NotifyDropped { from: usize, to: usize, channel: u8 },
-    Wake { pd: usize, badge: u64 },
-    Call { from: usize, to: usize, channel: u8, label: u64, words: Vec<u64> },
-    Reply { from: usize, to: usize, label: u64, words: Vec<u64> },
-    Fault { pd: usize, fault: Fault },
-    FaultReply { parent: usize, child: usize, resumed: bool },
-    Stop { pd: usize },
-    Restart { pd: usize },
-    Map { client: u8, vaddr: u64, frame: u64, access: Access },
-    Unmap { client: u8, vaddr: u64 },
-    Copy { from: u64, to: u64 },
-    Zero { frame: u64 },
-    TagWrite { frame: u64 },
-    Inject { pd: usize, what: String },
-    Print { pd: usize, text: String },
+    Init {
+        pd: usize,
+    },
+    Notify {
+        from: usize,
+        to: usize,
+        channel: u8,
+    },
+    NotifyDropped {
+        from: usize,
+        to: usize,
+        channel: u8,
+    },
+    Wake {
+        pd: usize,
+        badge: u64,
+    },
+    Call {
+        from: usize,
+        to: usize,
+        channel: u8,
+        label: u64,
+        words: Vec<u64>,
+    },
+    Reply {
+        from: usize,
+        to: usize,
+        label: u64,
+        words: Vec<u64>,
+    },
+    Fault {
+        pd: usize,
+        fault: Fault,
+    },
+    FaultReply {
+        parent: usize,
+        child: usize,
+        resumed: bool,
+    },
+    Stop {
+        pd: usize,
+    },
+    Restart {
+        pd: usize,
+    },
+    Map {
+        client: u8,
+        vaddr: u64,
+        frame: u64,
+        access: Access,
+    },
+    Unmap {
+        client: u8,
+        vaddr: u64,
+    },
+    Copy {
+        from: u64,
+        to: u64,
+    },
+    Zero {
+        frame: u64,
+    },
+    TagWrite {
+        frame: u64,
+    },
+    Inject {
+        pd: usize,
+        what: String,
+    },
+    Print {
+        pd: usize,
+        text: String,
+    },
 }
 
 /// Counts of each kind of event, and of client memory accesses.
@@ -58,10 +114,22 @@ impl Summary {
     }
 }
 
+/// The calls one PD made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallCounts {
+    pub calls: u64,
+    pub allocs: u64,
+    pub allocs_ok: u64,
+    pub frees: u64,
+    /// The label of its call in flight.
+    pending: Option<u64>,
+}
+
 /// The log.
 #[derive(Clone, Debug)]
 pub struct Trace {
     names: Vec<String>,
+    calls: Vec<CallCounts>,
     keep_lines: bool,
     lines: String,
     hash: u64,
@@ -73,6 +141,7 @@ impl Trace {
     /// A trace over PDs named `names`; `keep_lines` keeps the text.
     pub fn new(names: Vec<String>, keep_lines: bool) -> Trace {
         Trace {
+            calls: vec![CallCounts::default(); names.len()],
             names,
             keep_lines,
             lines: String::new(),
@@ -92,7 +161,34 @@ impl Trace {
         self.hash
     }
 
+    /// The calls PD `name` made.
+    pub fn calls_of(&self, name: &str) -> CallCounts {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|pd| self.calls[pd])
+            .unwrap_or_default()
+    }
+
     fn count(&mut self, event: &Event) {
+        const ALLOC: u64 = tagloan_proto::Op::Alloc as u64;
+        const FREE: u64 = tagloan_proto::Op::Free as u64;
+        match *event {
+            Event::Call { from, label, .. } => {
+                let c = &mut self.calls[from];
+                c.calls += 1;
+                c.allocs += u64::from(label == ALLOC);
+                c.frees += u64::from(label == FREE);
+                c.pending = Some(label);
+            }
+            Event::Reply { to, label, .. } => {
+                let c = &mut self.calls[to];
+                if c.pending.take() == Some(ALLOC) && label == tagloan_proto::Status::Ok as u64 {
+                    c.allocs_ok += 1;
+                }
+            }
+            _ => {}
+        }
         let s = &mut self.summary;
         match event {
             Event::Call { .. } => s.calls += 1,
@@ -149,7 +245,12 @@ impl Trace {
         let _ = match event {
             Event::Init { pd } => write!(out, "init {}", self.name(*pd)),
             Event::Notify { from, to, channel } => {
-                write!(out, "notify {} -> {} ch{channel}", self.name(*from), self.name(*to))
+                write!(
+                    out,
+                    "notify {} -> {} ch{channel}",
+                    self.name(*from),
+                    self.name(*to)
+                )
             }
             Event::NotifyDropped { from, to, channel } => write!(
                 out,
@@ -200,7 +301,10 @@ impl Trace {
                 vaddr,
                 frame,
                 access,
-            } => write!(out, "map client{client} {vaddr:#x} -> pfn {frame:#x} {access:?}"),
+            } => write!(
+                out,
+                "map client{client} {vaddr:#x} -> pfn {frame:#x} {access:?}"
+            ),
             Event::Unmap { client, vaddr } => write!(out, "unmap client{client} {vaddr:#x}"),
             Event::Copy { from, to } => write!(out, "copy pfn {from:#x} -> {to:#x}"),
             Event::Zero { frame } => write!(out, "zero pfn {frame:#x}"),

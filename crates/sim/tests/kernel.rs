@@ -40,11 +40,23 @@ const PAIR: &str = r#"<system>
 #[test]
 fn a_ppc_to_an_equal_or_lower_priority_is_rejected_at_load_with_the_element_named() {
     for server_priority in ["100", "50"] {
-        let text = PAIR.replace("priority=\"200\"", &format!("priority=\"{server_priority}\""));
+        let text = PAIR.replace(
+            "priority=\"200\"",
+            &format!("priority=\"{server_priority}\""),
+        );
         let message = error_of(&text);
-        assert!(message.starts_with("test.xml:11:5: <channel>:"), "{message}");
-        assert!(message.contains("a PPC must go to a strictly higher priority"), "{message}");
-        assert!(message.contains("`client` (priority 100) may call `server`"), "{message}");
+        assert!(
+            message.starts_with("test.xml:11:5: <channel>:"),
+            "{message}"
+        );
+        assert!(
+            message.contains("a PPC must go to a strictly higher priority"),
+            "{message}"
+        );
+        assert!(
+            message.contains("`client` (priority 100) may call `server`"),
+            "{message}"
+        );
     }
     assert!(sdf(PAIR).is_ok());
 }
@@ -52,27 +64,87 @@ fn a_ppc_to_an_equal_or_lower_priority_is_rejected_at_load_with_the_element_name
 #[test]
 fn sdf_errors_are_located_and_say_the_rule() {
     let cases = [
-        (PAIR.replace("name=\"parent\" priority", "name=\"server\" priority"), "already exists; names are unique"),
-        (PAIR.replace("<end pd=\"server\" id=\"5\" />", "<end pd=\"nobody\" id=\"5\" />"), "pd `nobody` is not a protection domain"),
-        (PAIR.replace("<end pd=\"server\" id=\"5\" />", ""), "exactly two <end> elements"),
-        (PAIR.replace("<end pd=\"parent\" id=\"2\" />", "<end pd=\"parent\" id=\"2\" pp=\"true\" />"), "a PPC must go to a strictly higher priority"),
-        (PAIR.replace("id=\"1\" />", "id=\"3\" />"), "channel id 3 is already used in `client`"),
-        (PAIR.replace(" id=\"7\"", ""), "a child protection domain needs `id`"),
-        (PAIR.replace("passive=\"true\"", "passive=\"yes\""), "must be \"true\" or \"false\""),
-        (PAIR.replace("priority=\"150\"", "priority=\"255\""), "above 254"),
-        (PAIR.replace("priority=\"150\"", "priority=\"90\""), "a fault handler must outrank its children"),
-        (PAIR.replace("<program_image path=\"server.elf\" />", "<program_image path=\"server.elf\" /><irq irq=\"33\" id=\"1\" />"), "<irq> is not an element"),
-        (PAIR.replace("<system>", "<system colour=\"red\">"), "attribute `colour` is not a Microkit attribute"),
-        (PAIR.replace("<end pd=\"client\" id=\"3\" pp=\"true\" />", "<end pd=\"client\" id=\"3\" />"), "a passive PD runs only on its callers' PPCs"),
-        ("<system><protection_domain name=\"a\"></system>".to_string(), "not well-formed"),
-        (PAIR.replace("</system>", "<memory_region name=\"m\" size=\"0x1001\" /></system>"), "not a non-zero multiple of the page size"),
+        (
+            PAIR.replace("name=\"parent\" priority", "name=\"server\" priority"),
+            "already exists; names are unique",
+        ),
+        (
+            PAIR.replace(
+                "<end pd=\"server\" id=\"5\" />",
+                "<end pd=\"nobody\" id=\"5\" />",
+            ),
+            "pd `nobody` is not a protection domain",
+        ),
+        (
+            PAIR.replace("<end pd=\"server\" id=\"5\" />", ""),
+            "exactly two <end> elements",
+        ),
+        (
+            PAIR.replace(
+                "<end pd=\"parent\" id=\"2\" />",
+                "<end pd=\"parent\" id=\"2\" pp=\"true\" />",
+            ),
+            "a PPC must go to a strictly higher priority",
+        ),
+        (
+            PAIR.replace("id=\"1\" />", "id=\"3\" />"),
+            "channel id 3 is already used in `client`",
+        ),
+        (
+            PAIR.replace(" id=\"7\"", ""),
+            "a child protection domain needs `id`",
+        ),
+        (
+            PAIR.replace("passive=\"true\"", "passive=\"yes\""),
+            "must be \"true\" or \"false\"",
+        ),
+        (
+            PAIR.replace("priority=\"150\"", "priority=\"255\""),
+            "above 254",
+        ),
+        (
+            PAIR.replace("priority=\"150\"", "priority=\"90\""),
+            "a fault handler must outrank its children",
+        ),
+        (
+            PAIR.replace(
+                "<program_image path=\"server.elf\" />",
+                "<program_image path=\"server.elf\" /><irq irq=\"33\" id=\"1\" />",
+            ),
+            "<irq> is not an element",
+        ),
+        (
+            PAIR.replace("<system>", "<system colour=\"red\">"),
+            "attribute `colour` is not a Microkit attribute",
+        ),
+        (
+            PAIR.replace(
+                "<end pd=\"client\" id=\"3\" pp=\"true\" />",
+                "<end pd=\"client\" id=\"3\" />",
+            ),
+            "a passive PD runs only on its callers' PPCs",
+        ),
+        (
+            "<system><protection_domain name=\"a\"></system>".to_string(),
+            "not well-formed",
+        ),
+        (
+            PAIR.replace(
+                "</system>",
+                "<memory_region name=\"m\" size=\"0x1001\" /></system>",
+            ),
+            "not a non-zero multiple of the page size",
+        ),
     ];
     for (text, expected) in cases {
         let message = match sdf(&text) {
             Ok(_) => panic!("accepted, want `{expected}`:\n{text}"),
             Err(e) => e.to_string(),
         };
-        assert!(message.contains(expected), "want `{expected}`, got `{message}`");
+        assert!(
+            message.contains(expected),
+            "want `{expected}`, got `{message}`"
+        );
         assert!(message.starts_with("test.xml:"), "not located: {message}");
     }
 }
@@ -86,7 +158,12 @@ impl Handler for Echo {
     fn init(&mut self, _env: &mut dyn Env) {}
     fn protected(&mut self, env: &mut dyn Env, channel: Channel, info: MessageInfo) -> MessageInfo {
         let value = env.mr(0);
-        self.0.borrow_mut().push(format!("protected ch{} label{} count{} mr0={value}", channel.index(), info.label(), info.count()));
+        self.0.borrow_mut().push(format!(
+            "protected ch{} label{} count{} mr0={value}",
+            channel.index(),
+            info.label(),
+            info.count()
+        ));
         env.set_mr(0, value + 1);
         MessageInfo::new(channel.index() as u64, 1)
     }
@@ -99,7 +176,11 @@ impl Handler for Caller {
     fn init(&mut self, env: &mut dyn Env) {
         env.set_mr(0, 41);
         match env.ppcall(Channel::new(3), MessageInfo::new(9, 1)) {
-            Ok(reply) => self.0.borrow_mut().push(format!("reply label{} mr0={}", reply.label(), env.mr(0))),
+            Ok(reply) => {
+                self.0
+                    .borrow_mut()
+                    .push(format!("reply label{} mr0={}", reply.label(), env.mr(0)))
+            }
             Err(_) => {
                 self.0.borrow_mut().push("call stopped".into());
                 return;
@@ -128,16 +209,22 @@ struct Parent {
 impl Handler for Parent {
     fn init(&mut self, _env: &mut dyn Env) {}
     fn notified(&mut self, _env: &mut dyn Env, channels: ChannelSet) {
-        self.log.borrow_mut().push(format!("notified badge {:#x}", channels.badge()));
+        self.log
+            .borrow_mut()
+            .push(format!("notified badge {:#x}", channels.badge()));
     }
     fn fault(&mut self, env: &mut dyn Env, child: Child, info: MessageInfo) -> Option<MessageInfo> {
         let fault = Fault::decode(info, &[env.mr(0), env.mr(1), env.mr(2), env.mr(3)]);
         self.faults += 1;
-        self.log.borrow_mut().push(format!("fault child{} {}", child.index(), match fault {
-            Fault::VmFault { addr, .. } => format!("vm {addr:#x}"),
-            Fault::UserException { .. } => "user-exception".into(),
-            other => format!("{other:?}"),
-        }));
+        self.log.borrow_mut().push(format!(
+            "fault child{} {}",
+            child.index(),
+            match fault {
+                Fault::VmFault { addr, .. } => format!("vm {addr:#x}"),
+                Fault::UserException { .. } => "user-exception".into(),
+                other => format!("{other:?}"),
+            }
+        ));
         if self.faults <= self.resume {
             return Some(MessageInfo::new(0, 0));
         }
@@ -159,13 +246,21 @@ fn system(resume: u32, restart: bool, config: Config) -> (Sim, Log) {
     let l = log.clone();
     registry.register("client", move || Box::new(Caller(l.clone())));
     let l = log.clone();
-    registry.register("parent", move || Box::new(Parent { log: l.clone(), resume, restart, faults: 0 }));
+    registry.register("parent", move || {
+        Box::new(Parent {
+            log: l.clone(),
+            resume,
+            restart,
+            faults: 0,
+        })
+    });
     let sim = Sim::new(sdf(PAIR).unwrap(), &registry, config).unwrap();
     (sim, log)
 }
 
 #[test]
-fn a_ppc_runs_the_callee_at_once_with_the_badge_and_registers_and_a_fault_reaches_the_parent_which_stops_the_child() {
+fn a_ppc_runs_the_callee_at_once_with_the_badge_and_registers_and_a_fault_reaches_the_parent_which_stops_the_child(
+) {
     let (mut sim, log) = system(0, false, Config::default());
     sim.run(100);
     assert_eq!(
@@ -188,7 +283,11 @@ fn a_fault_reply_resumes_the_child_which_retries_and_is_stopped_for_a_livelock()
     // The simulator allows 16 resumed identical faults, then stops the PD.
     let (mut sim, log) = system(100, false, Config::default());
     sim.run(1000);
-    let faults = log.borrow().iter().filter(|l| l.starts_with("fault")).count();
+    let faults = log
+        .borrow()
+        .iter()
+        .filter(|l| l.starts_with("fault"))
+        .count();
     assert_eq!(faults, 16);
     assert_eq!(log.borrow().last().unwrap(), "load stopped");
     assert!(!sim.is_running("client"));
@@ -199,7 +298,11 @@ fn a_restarted_child_runs_init_again() {
     let (mut sim, log) = system(0, true, Config::default());
     sim.run(1000);
     let log = log.borrow();
-    assert_eq!(log.iter().filter(|l| l.starts_with("protected")).count(), 2, "{log:?}");
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("protected")).count(),
+        2,
+        "{log:?}"
+    );
     assert_eq!(sim.summary().restarts, 1);
     assert!(!sim.is_running("client"), "the second fault stops it");
 }
@@ -222,8 +325,23 @@ fn notifications_set_badge_bits_and_an_injected_drop_loses_one() {
         registry.register("server", move || Box::new(Echo(l.clone())));
         registry.register("client", || Box::new(Notifier));
         let l = log.clone();
-        registry.register("parent", move || Box::new(Parent { log: l.clone(), resume: 0, restart: false, faults: 0 }));
-        let mut sim = Sim::new(sdf(text).unwrap(), &registry, Config { injections, ..Config::default() }).unwrap();
+        registry.register("parent", move || {
+            Box::new(Parent {
+                log: l.clone(),
+                resume: 0,
+                restart: false,
+                faults: 0,
+            })
+        });
+        let mut sim = Sim::new(
+            sdf(text).unwrap(),
+            &registry,
+            Config {
+                injections,
+                ..Config::default()
+            },
+        )
+        .unwrap();
         sim.run(100);
         let entries = log.borrow().clone();
         (sim.summary(), entries)
@@ -233,11 +351,20 @@ fn notifications_set_badge_bits_and_an_injected_drop_loses_one() {
     assert_eq!(log, ["notified badge 0x4"]);
     assert_eq!(summary.notifications, 2);
     let (summary, log) = build(vec![
-        Injection::DropNotification { pd: "client".into(), index: 0 },
-        Injection::DropNotification { pd: "client".into(), index: 1 },
+        Injection::DropNotification {
+            pd: "client".into(),
+            index: 0,
+        },
+        Injection::DropNotification {
+            pd: "client".into(),
+            index: 1,
+        },
     ]);
     assert!(log.is_empty());
-    assert_eq!((summary.notifications, summary.notifications_dropped), (0, 2));
+    assert_eq!(
+        (summary.notifications, summary.notifications_dropped),
+        (0, 2)
+    );
 }
 
 #[test]
@@ -247,7 +374,11 @@ fn an_injected_crash_mid_call_reaches_the_parent_and_the_reply_is_lost() {
             0,
             false,
             Config {
-                injections: vec![Injection::CrashAtCall { pd: "client".into(), call: 0, after_serve }],
+                injections: vec![Injection::CrashAtCall {
+                    pd: "client".into(),
+                    call: 0,
+                    after_serve,
+                }],
                 ..Config::default()
             },
         );
@@ -255,7 +386,10 @@ fn an_injected_crash_mid_call_reaches_the_parent_and_the_reply_is_lost() {
         let log = log.borrow();
         let served = log.iter().any(|l| l.starts_with("protected"));
         assert_eq!(served, after_serve, "{log:?}");
-        assert!(log.contains(&"fault child7 user-exception".to_string()), "{log:?}");
+        assert!(
+            log.contains(&"fault child7 user-exception".to_string()),
+            "{log:?}"
+        );
         assert_eq!(log.last().unwrap(), "call stopped");
     }
 }
@@ -266,21 +400,35 @@ fn an_injected_corruption_flips_one_bit_of_the_call() {
         0,
         false,
         Config {
-            injections: vec![Injection::CorruptCall { pd: "client".into(), call: 0 }],
+            injections: vec![Injection::CorruptCall {
+                pd: "client".into(),
+                call: 0,
+            }],
             keep_trace: true,
             ..Config::default()
         },
     );
     sim.run(100);
     let first = log.borrow()[0].clone();
-    assert_ne!(first, "protected ch5 label9 count1 mr0=41", "the call must differ");
+    assert_ne!(
+        first, "protected ch5 label9 count1 mr0=41",
+        "the call must differ"
+    );
     assert!(sim.trace().text().contains("inject client corrupt call 0"));
 }
 
 #[test]
 fn one_seed_gives_one_trace() {
     let run = |seed| {
-        let (mut sim, _) = system(2, true, Config { seed, keep_trace: true, ..Config::default() });
+        let (mut sim, _) = system(
+            2,
+            true,
+            Config {
+                seed,
+                keep_trace: true,
+                ..Config::default()
+            },
+        );
         sim.run(1000);
         (sim.trace().text().to_string(), sim.trace().hash())
     };

@@ -21,6 +21,15 @@ pub struct BulkPlan {
     pub order: u8,
     /// Verification passes over all buffers after the fill.
     pub verify_rounds: u32,
+    /// Ask for physically contiguous buffers (they can never be lent tag
+    /// storage, so they exhaust the data pool first).
+    pub contiguous: bool,
+    /// Free every buffer at the end.
+    pub release: bool,
+    /// Right after the fill, free this many of the last buffers that live in
+    /// data memory: their groups' tag blocks are lent, so what is allocated
+    /// there next and tagged must recall them.
+    pub churn: u32,
 }
 
 impl Default for BulkPlan {
@@ -31,6 +40,9 @@ impl Default for BulkPlan {
             buffers: 40,
             order: 9,
             verify_rounds: 3,
+            contiguous: false,
+            release: true,
+            churn: 0,
         }
     }
 }
@@ -41,9 +53,13 @@ pub struct Bulk {
     plan: BulkPlan,
     window: u64,
     buffers: [u64; MAX_BUFFERS],
+    /// Whether each buffer is lent tag storage; a churned one is 0 above.
+    lent: [bool; MAX_BUFFERS],
     count: usize,
+    churned: u32,
     fill_done: bool,
     verify_cursor: u64,
+    released: usize,
     generation: u64,
     pub allocated: u64,
     pub in_tag_storage: u64,
@@ -51,6 +67,7 @@ pub struct Bulk {
     pub pages_verified: u64,
     pub corrupted_bytes: u64,
     pub errors: u64,
+    pub churned_total: u64,
 }
 
 impl Default for Bulk {
@@ -65,9 +82,12 @@ impl Bulk {
             plan,
             window: 0,
             buffers: [0; MAX_BUFFERS],
+            lent: [false; MAX_BUFFERS],
             count: 0,
+            churned: 0,
             fill_done: false,
             verify_cursor: 0,
+            released: 0,
             generation: 0,
             allocated: 0,
             in_tag_storage: 0,
@@ -75,6 +95,7 @@ impl Bulk {
             pages_verified: 0,
             corrupted_bytes: 0,
             errors: 0,
+            churned_total: 0,
         }
     }
 
@@ -98,7 +119,8 @@ impl Bulk {
             for word in [at, at + PAGE - 8] {
                 let found = load_u64(env, word)?;
                 let diff = found ^ pattern(word, self.generation);
-                self.corrupted_bytes += u64::from((0..8).filter(|b| diff >> (8 * b) & 0xff != 0).count() as u32);
+                self.corrupted_bytes +=
+                    u64::from((0..8).filter(|b| diff >> (8 * b) & 0xff != 0).count() as u32);
             }
             self.pages_verified += 1;
         }
@@ -133,11 +155,16 @@ impl Worker for Bulk {
         let wanted = (self.plan.buffers as usize).min(MAX_BUFFERS);
         if !self.fill_done && self.count < wanted {
             let vaddr = self.window + self.count as u64 * self.pages() * PAGE;
-            match server.alloc(env, vaddr, self.plan.order, AllocFlags::default())? {
+            let flags = AllocFlags {
+                contiguous: self.plan.contiguous,
+                ..AllocFlags::default()
+            };
+            match server.alloc(env, vaddr, self.plan.order, flags)? {
                 Ok(a) => {
                     self.allocated += 1;
                     self.in_tag_storage += u64::from(a.in_tag_storage);
                     self.buffers[self.count] = vaddr;
+                    self.lent[self.count] = a.in_tag_storage;
                     self.count += 1;
                     self.fill(env, vaddr)?;
                 }
@@ -153,6 +180,25 @@ impl Worker for Bulk {
             return Ok(Progress::More);
         }
         self.fill_done = true;
+        if self.churned < self.plan.churn {
+            self.churned += 1;
+            if let Some(i) = (0..self.count).rev().find(|&i| !self.lent[i]) {
+                let base = self.buffers[i];
+                self.verify(env, base)?;
+                if server.free(env, base)?.is_err() {
+                    self.errors += 1;
+                }
+                // Keep the list dense: the last buffer takes its place.
+                self.count -= 1;
+                self.buffers[i] = self.buffers[self.count];
+                self.lent[i] = self.lent[self.count];
+                self.churned_total += 1;
+            }
+            return Ok(Progress::More);
+        }
+        if self.count == 0 {
+            return Ok(Progress::Done);
+        }
         let total = self.count as u64 * u64::from(self.plan.verify_rounds);
         if self.verify_cursor < total {
             let base = self.buffers[(self.verify_cursor % self.count as u64) as usize];
@@ -160,17 +206,28 @@ impl Worker for Bulk {
             self.verify_cursor += 1;
             return Ok(Progress::More);
         }
+        if self.plan.release && self.released < self.count {
+            let base = self.buffers[self.released];
+            self.verify(env, base)?;
+            if server.free(env, base)?.is_err() {
+                self.errors += 1;
+            }
+            self.released += 1;
+            return Ok(Progress::More);
+        }
         Ok(Progress::Done)
     }
 
     fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
         report("buffers", self.count as u64);
+        report("released", self.released as u64);
         report("allocated", self.allocated);
         report("allocated_in_tag_storage", self.in_tag_storage);
         report("no_memory", self.no_memory);
         report("pages_verified", self.pages_verified);
         report("corrupted_bytes", self.corrupted_bytes);
         report("errors", self.errors);
+        report("churned", self.churned_total);
     }
 }
 

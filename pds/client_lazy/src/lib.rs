@@ -8,7 +8,7 @@
 #![no_std]
 
 use tagloan_client::{
-    load_u64, my_entry, pattern, store_u64, AllocFlags, Env, PageState, Paced, Progress, Server,
+    load_u64, my_entry, pattern, store_u64, AllocFlags, Env, Paced, PageState, Progress, Server,
     Status, Stopped, Worker,
 };
 
@@ -21,6 +21,11 @@ pub struct LazyPlan {
     pub rounds: u32,
     /// Order of each allocation.
     pub order: u8,
+    /// Steps spent idle first (so a scenario can fill memory before).
+    pub start_delay: u32,
+    /// Keep every round's pages until the end (each round then takes new
+    /// memory); otherwise each round frees its pages.
+    pub hold: bool,
 }
 
 impl Default for LazyPlan {
@@ -28,6 +33,8 @@ impl Default for LazyPlan {
         LazyPlan {
             rounds: 8,
             order: 3,
+            start_delay: 0,
+            hold: false,
         }
     }
 }
@@ -46,6 +53,8 @@ pub struct Lazy {
     plan: LazyPlan,
     window: u64,
     round: u32,
+    released: u32,
+    delay: u32,
     phase: Phase,
     pub pages_tagged_lazily: u64,
     pub corrupted_bytes: u64,
@@ -67,6 +76,8 @@ impl Lazy {
             plan,
             window: 0,
             round: 0,
+            released: 0,
+            delay: 0,
             phase: Phase::Alloc,
             pages_tagged_lazily: 0,
             corrupted_bytes: 0,
@@ -81,10 +92,15 @@ impl Lazy {
         1 << self.plan.order
     }
 
+    fn base_of(&self, round: u32) -> u64 {
+        // Holding: a slot per round. Otherwise alternate between two slots,
+        // so a round's address differs from the last one's.
+        let slot = if self.plan.hold { round } else { round % 2 };
+        self.window + u64::from(slot) * self.pages() * PAGE
+    }
+
     fn base(&self) -> u64 {
-        // Alternate between two slots of the window, so a round's address
-        // differs from the last one's.
-        self.window + u64::from(self.round % 2) * self.pages() * PAGE
+        self.base_of(self.round)
     }
 
     fn generation(&self) -> u64 {
@@ -115,30 +131,48 @@ impl Worker for Lazy {
     }
 
     fn step(&mut self, env: &mut dyn Env) -> Result<Progress, Stopped> {
-        if self.round >= self.plan.rounds {
-            return Ok(Progress::Done);
+        if self.delay < self.plan.start_delay {
+            self.delay += 1;
+            return Ok(Progress::More);
         }
         let server = Server::for_client();
+        if self.round >= self.plan.rounds {
+            if self.plan.hold && self.released < self.plan.rounds {
+                let base = self.base_of(self.released);
+                self.released += 1;
+                if server.free(env, base)?.is_err() {
+                    self.errors += 1;
+                }
+                return Ok(Progress::More);
+            }
+            return Ok(Progress::Done);
+        }
         let base = self.base();
         match self.phase {
-            Phase::Alloc => match server.alloc(env, base, self.plan.order, AllocFlags::default())? {
-                Ok(_) => {
-                    for page in 0..self.pages() {
-                        let at = base + page * PAGE;
-                        store_u64(env, at, pattern(at, self.generation()))?;
-                        store_u64(env, at + PAGE - 8, pattern(at + PAGE - 8, self.generation()))?;
+            Phase::Alloc => {
+                match server.alloc(env, base, self.plan.order, AllocFlags::default())? {
+                    Ok(_) => {
+                        for page in 0..self.pages() {
+                            let at = base + page * PAGE;
+                            store_u64(env, at, pattern(at, self.generation()))?;
+                            store_u64(
+                                env,
+                                at + PAGE - 8,
+                                pattern(at + PAGE - 8, self.generation()),
+                            )?;
+                        }
+                        self.phase = Phase::Enable;
                     }
-                    self.phase = Phase::Enable;
+                    Err(e) if e.status == Status::NoMemory => {
+                        self.no_memory += 1;
+                        return Ok(Progress::Done);
+                    }
+                    Err(_) => {
+                        self.errors += 1;
+                        return Ok(Progress::Done);
+                    }
                 }
-                Err(e) if e.status == Status::NoMemory => {
-                    self.no_memory += 1;
-                    return Ok(Progress::Done);
-                }
-                Err(_) => {
-                    self.errors += 1;
-                    return Ok(Progress::Done);
-                }
-            },
+            }
             Phase::Enable => {
                 match server.enable_tagging(env, base, self.pages() as u32)? {
                     Ok(()) => self.phase = Phase::Touch,
@@ -158,18 +192,25 @@ impl Worker for Lazy {
                             (0..8).filter(|b| diff >> (8 * b) & 0xff != 0).count() as u64;
                     }
                     match server.query(env, at)? {
-                        Ok(info) if info.state == PageState::Tagged => self.pages_tagged_lazily += 1,
+                        Ok(info) if info.state == PageState::Tagged => {
+                            self.pages_tagged_lazily += 1
+                        }
                         _ => self.not_tagged += 1,
                     }
                 }
                 self.phase = Phase::Free;
             }
             Phase::Free => {
-                if server.disable_tagging(env, base, self.pages() as u32)?.is_err() {
-                    self.errors += 1;
-                }
-                if server.free(env, base)?.is_err() {
-                    self.errors += 1;
+                if !self.plan.hold {
+                    if server
+                        .disable_tagging(env, base, self.pages() as u32)?
+                        .is_err()
+                    {
+                        self.errors += 1;
+                    }
+                    if server.free(env, base)?.is_err() {
+                        self.errors += 1;
+                    }
                 }
                 self.round += 1;
                 self.rounds_done += 1;

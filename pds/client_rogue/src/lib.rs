@@ -54,26 +54,130 @@ pub fn cases(mine: u64, quota: u32, other: u64) -> [Case; 20] {
         over += 1;
     }
     [
-        case("alloc in another client's window", Request::Alloc { vaddr: other, order: 0, flags: plain }, Status::NotOwner),
+        case(
+            "alloc in another client's window",
+            Request::Alloc {
+                vaddr: other,
+                order: 0,
+                flags: plain,
+            },
+            Status::NotOwner,
+        ),
         raw("unknown label", 99, &[v], Status::Malformed),
-        raw("alloc with too few registers", Op::Alloc as u64, &[v, mine], Status::Malformed),
-        raw("alloc with too many registers", Op::Alloc as u64, &[v, mine, 0, 0], Status::Malformed),
-        raw("more registers than any message", Op::Stats as u64, &[v; 12], Status::Malformed),
-        raw("wrong protocol version", Op::Alloc as u64, &[v + 1, mine, 0], Status::Malformed),
-        raw("reserved header bits", Op::Stats as u64, &[v | 1 << 32], Status::Malformed),
-        raw("reserved alloc flag bits", Op::Alloc as u64, &[v, mine, 1 << 12], Status::Malformed),
-        raw("order above 9", Op::Alloc as u64, &[v, mine, 10], Status::Malformed),
-        raw("address above 48 bits", Op::Query as u64, &[v, 1 << 52], Status::Malformed),
-        raw("zero page count", Op::EnableTagging as u64, &[v, mine, 0], Status::Malformed),
-        case("quota overrun", Request::Alloc { vaddr: mine, order: over, flags: plain }, Status::OutOfQuota),
-        case("misaligned address", Request::Alloc { vaddr: mine + 8, order: 0, flags: plain }, Status::InvalidArgument),
-        case("double free", Request::Free { vaddr: mine }, Status::NotMapped),
-        case("pin what another client owns", Request::Pin { vaddr: other }, Status::NotOwner),
-        case("pin what is not mapped", Request::Pin { vaddr: mine + PAGE }, Status::NotMapped),
-        case("unpin what is not pinned", Request::Unpin { vaddr: mine }, Status::NotMapped),
-        case("resolve_fault (fault handler only)", Request::ResolveFault { client: 0, vaddr: mine, kind: tagloan_client::FaultKind::Access }, Status::PermissionDenied),
-        case("reclaim another client (fault handler only)", Request::ReclaimClient { client: 0 }, Status::PermissionDenied),
-        case("enable tagging on what is not mapped", Request::EnableTagging { vaddr: mine + 2 * PAGE, pages: 1 }, Status::NotMapped),
+        raw(
+            "alloc with too few registers",
+            Op::Alloc as u64,
+            &[v, mine],
+            Status::Malformed,
+        ),
+        raw(
+            "alloc with too many registers",
+            Op::Alloc as u64,
+            &[v, mine, 0, 0],
+            Status::Malformed,
+        ),
+        raw(
+            "more registers than any message",
+            Op::Stats as u64,
+            &[v; 12],
+            Status::Malformed,
+        ),
+        raw(
+            "wrong protocol version",
+            Op::Alloc as u64,
+            &[v + 1, mine, 0],
+            Status::Malformed,
+        ),
+        raw(
+            "reserved header bits",
+            Op::Stats as u64,
+            &[v | 1 << 32],
+            Status::Malformed,
+        ),
+        raw(
+            "reserved alloc flag bits",
+            Op::Alloc as u64,
+            &[v, mine, 1 << 12],
+            Status::Malformed,
+        ),
+        raw(
+            "order above 9",
+            Op::Alloc as u64,
+            &[v, mine, 10],
+            Status::Malformed,
+        ),
+        raw(
+            "address above 48 bits",
+            Op::Query as u64,
+            &[v, 1 << 52],
+            Status::Malformed,
+        ),
+        raw(
+            "zero page count",
+            Op::EnableTagging as u64,
+            &[v, mine, 0],
+            Status::Malformed,
+        ),
+        case(
+            "quota overrun",
+            Request::Alloc {
+                vaddr: mine,
+                order: over,
+                flags: plain,
+            },
+            Status::OutOfQuota,
+        ),
+        case(
+            "misaligned address",
+            Request::Alloc {
+                vaddr: mine + 8,
+                order: 0,
+                flags: plain,
+            },
+            Status::InvalidArgument,
+        ),
+        case(
+            "double free",
+            Request::Free { vaddr: mine },
+            Status::NotMapped,
+        ),
+        case(
+            "pin what another client owns",
+            Request::Pin { vaddr: other },
+            Status::NotOwner,
+        ),
+        case(
+            "pin what is not mapped",
+            Request::Pin { vaddr: mine + PAGE },
+            Status::NotMapped,
+        ),
+        case(
+            "unpin what is not pinned",
+            Request::Unpin { vaddr: mine },
+            Status::NotMapped,
+        ),
+        case(
+            "resolve_fault (fault handler only)",
+            Request::ResolveFault {
+                client: 0,
+                vaddr: mine,
+                kind: tagloan_client::FaultKind::Access,
+            },
+            Status::PermissionDenied,
+        ),
+        case(
+            "reclaim another client (fault handler only)",
+            Request::ReclaimClient { client: 0 },
+            Status::PermissionDenied,
+        ),
+        case(
+            "enable tagging on what is not mapped",
+            Request::EnableTagging {
+                vaddr: mine + 2 * PAGE,
+                pages: 1,
+            },
+            Status::NotMapped,
+        ),
     ]
 }
 
@@ -134,7 +238,9 @@ impl Worker for Rogue {
     }
 
     fn step(&mut self, env: &mut dyn Env) -> Result<Progress, Stopped> {
-        let server = Server::new(tagloan_client::Channel::new(channels::CLIENT_TO_SERVER as usize));
+        let server = Server::new(tagloan_client::Channel::new(
+            channels::CLIENT_TO_SERVER as usize,
+        ));
         if !self.setup_done {
             // One page of its own, allocated and freed, for the double free.
             let plain = AllocFlags::default();
@@ -157,7 +263,8 @@ impl Worker for Rogue {
             self.refused_as_documented += 1;
         } else {
             self.unexpected += 1;
-            self.first_unexpected.get_or_insert((case.name, info.label()));
+            self.first_unexpected
+                .get_or_insert((case.name, info.label()));
             let _ = words;
         }
         match (before, after) {

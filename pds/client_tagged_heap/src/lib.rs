@@ -34,6 +34,8 @@ pub struct HeapPlan {
     /// At this operation, write through a stale pointer (use after free).
     pub use_after_free_at: Option<u32>,
     pub seed: u64,
+    /// Free every arena at the end.
+    pub release: bool,
 }
 
 impl Default for HeapPlan {
@@ -45,6 +47,7 @@ impl Default for HeapPlan {
             operations: 400,
             use_after_free_at: None,
             seed: 0x4ea9,
+            release: true,
         }
     }
 }
@@ -60,10 +63,12 @@ pub struct TaggedHeap {
     /// Per slot: the tag it had when last freed (0 never).
     last: [u8; MAX_SLOTS],
     stale: Option<u64>,
+    releasing: bool,
     delay: u32,
     operations: u32,
     choice: Choice,
     pub arenas_allocated: u64,
+    pub arenas_released: u64,
     pub mallocs: u64,
     pub frees: u64,
     pub corrupted_bytes: u64,
@@ -87,10 +92,12 @@ impl TaggedHeap {
             live: [0; MAX_SLOTS],
             last: [0; MAX_SLOTS],
             stale: None,
+            releasing: false,
             delay: 0,
             operations: 0,
             choice: Choice::new(plan.seed),
             arenas_allocated: 0,
+            arenas_released: 0,
             mallocs: 0,
             frees: 0,
             corrupted_bytes: 0,
@@ -126,7 +133,11 @@ impl TaggedHeap {
         let pointer = TaggedHeap::tagged(self.slot_address(slot), tag);
         env.set_tags(pointer, SLOT as usize)?;
         for word in 0..SLOT / 8 {
-            store_u64(env, pointer + word * 8, pattern(self.slot_address(slot) + word * 8, u64::from(tag)))?;
+            store_u64(
+                env,
+                pointer + word * 8,
+                pattern(self.slot_address(slot) + word * 8, u64::from(tag)),
+            )?;
         }
         self.live[slot] = tag;
         self.mallocs += 1;
@@ -144,7 +155,10 @@ impl TaggedHeap {
         // Retag on free: the old pointer goes stale.
         self.last[slot] = tag;
         let new_tag = self.fresh_tag(env, slot);
-        env.set_tags(TaggedHeap::tagged(self.slot_address(slot), new_tag), SLOT as usize)?;
+        env.set_tags(
+            TaggedHeap::tagged(self.slot_address(slot), new_tag),
+            SLOT as usize,
+        )?;
         self.live[slot] = 0;
         self.stale = Some(pointer);
         self.frees += 1;
@@ -155,6 +169,7 @@ impl TaggedHeap {
 impl Worker for TaggedHeap {
     fn start(&mut self, env: &mut dyn Env) {
         let plan = self.plan;
+        let released = self.arenas_released;
         let (a, m, f, c, n, e, u) = (
             self.arenas_allocated,
             self.mallocs,
@@ -174,6 +189,7 @@ impl Worker for TaggedHeap {
             self.errors,
             self.use_after_free_attempted,
         ) = (a, m, f, c, n, e, u);
+        self.arenas_released = released;
         self.window = my_entry(env).map_or(0, |(_, e)| e.window_base);
     }
 
@@ -183,7 +199,7 @@ impl Worker for TaggedHeap {
             return Ok(Progress::More);
         }
         let wanted = (self.plan.arenas as usize).min(MAX_ARENAS);
-        if self.arenas < wanted {
+        if !self.releasing && self.arenas < wanted {
             let vaddr = self.window + self.arenas as u64 * (PAGE << self.plan.order.min(2));
             let flags = AllocFlags {
                 tagged: true,
@@ -205,7 +221,29 @@ impl Worker for TaggedHeap {
             }
             return Ok(Progress::More);
         }
-        if self.arenas == 0 || self.operations >= self.plan.operations {
+        if self.arenas == 0 {
+            return Ok(Progress::Done);
+        }
+        if self.operations >= self.plan.operations {
+            if self.plan.release && self.arenas > 0 {
+                // Release the last arena: its objects die with it.
+                self.releasing = true;
+                self.arenas -= 1;
+                let per = self.slots_per_arena();
+                for slot in self.arenas * per..(self.arenas + 1) * per {
+                    self.live[slot] = 0;
+                }
+                let vaddr = self.window + self.arenas as u64 * (PAGE << self.plan.order.min(2));
+                if Server::for_client().free(env, vaddr)?.is_err() {
+                    self.errors += 1;
+                }
+                self.arenas_released += 1;
+                return Ok(if self.arenas == 0 {
+                    Progress::Done
+                } else {
+                    Progress::More
+                });
+            }
             return Ok(Progress::Done);
         }
         if Some(self.operations) == self.plan.use_after_free_at {
@@ -217,7 +255,9 @@ impl Worker for TaggedHeap {
             }
         }
         self.operations += 1;
-        let slot = self.choice.below((self.arenas * self.slots_per_arena()) as u64) as usize;
+        let slot = self
+            .choice
+            .below((self.arenas * self.slots_per_arena()) as u64) as usize;
         if self.live[slot] == 0 {
             self.malloc(env, slot)?;
         } else {
@@ -228,12 +268,16 @@ impl Worker for TaggedHeap {
 
     fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
         report("arenas", self.arenas_allocated);
+        report("arenas_released", self.arenas_released);
         report("mallocs", self.mallocs);
         report("frees", self.frees);
         report("corrupted_bytes", self.corrupted_bytes);
         report("no_memory", self.no_memory);
         report("errors", self.errors);
-        report("use_after_free_attempted", u64::from(self.use_after_free_attempted));
+        report(
+            "use_after_free_attempted",
+            u64::from(self.use_after_free_attempted),
+        );
     }
 }
 

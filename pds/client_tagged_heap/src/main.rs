@@ -3,7 +3,10 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
-tagloan_microkit::protection_domain!(client_tagged_heap::ClientTaggedHeap::default(), "client_tagged_heap");
+tagloan_microkit::protection_domain!(
+    client_tagged_heap::ClientTaggedHeap::default(),
+    "client_tagged_heap"
+);
 
 #[cfg(not(target_os = "none"))]
 fn main() {

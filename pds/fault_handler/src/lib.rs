@@ -165,7 +165,11 @@ impl Handler for FaultHandler {
 
     fn fault(&mut self, env: &mut dyn Env, child: Child, info: MessageInfo) -> Option<MessageInfo> {
         let mut mrs = [0u64; 4];
-        for (i, w) in mrs.iter_mut().enumerate().take(info.count().min(MSG_MAX_LENGTH)) {
+        for (i, w) in mrs
+            .iter_mut()
+            .enumerate()
+            .take(info.count().min(MSG_MAX_LENGTH))
+        {
             *w = env.mr(i);
         }
         let fault = Fault::decode(info, &mrs);
@@ -176,7 +180,11 @@ impl Handler for FaultHandler {
         {
             Some((client, entry)) => (client, entry.name.clone()),
             None => {
-                say!(env, "fault_handler: child {} is not in the client table; stopping it", child.index());
+                say!(
+                    env,
+                    "fault_handler: child {} is not in the client table; stopping it",
+                    child.index()
+                );
                 env.pd_stop(child);
                 return None;
             }
@@ -223,7 +231,10 @@ impl Handler for FaultHandler {
             }
             other => {
                 self.counts.other += 1;
-                say!(env, "fault_handler: {name} took {other:?}; restarting it clean");
+                say!(
+                    env,
+                    "fault_handler: {name} took {other:?}; restarting it clean"
+                );
                 self.restart(env, child, client, &name);
                 None
             }

@@ -11,17 +11,15 @@
 //! and tag operations.
 #![no_std]
 
-use tagloan_microkit::{
-    AuditSink, Channel, Env, FrameView, Handler, Machine, MessageInfo,
-};
+use tagloan_microkit::{AuditSink, Channel, Env, FrameView, Handler, Machine, MessageInfo};
 use tagloan_mte::{granule_tag, untagged_address, FrameTags, GRANULE_BYTES, TAG_BYTES_PER_FRAME};
 use tagloan_platform::TagStorage;
 use tagloan_pool::{
     AllocRequest, Config, Frame, Mode, PageState, Pool, PoolKind, Resolution, Storage,
 };
 use tagloan_proto::{
-    encode_error, ClientTable, Error, FaultKind, FaultReply, Op, Request, Response, Status,
-    StatsReply, MAX_MESSAGE_WORDS,
+    encode_error, ClientTable, Error, FaultKind, FaultReply, Op, Request, Response, StatsReply,
+    Status, MAX_MESSAGE_WORDS,
 };
 
 /// Names of the regions the server maps (see `system.xml`).
@@ -44,7 +42,10 @@ impl core::fmt::Display for StartError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             StartError::NoRegion(name) => {
-                write!(f, "region `{name}` is not mapped into the server; map it in system.xml")
+                write!(
+                    f,
+                    "region `{name}` is not mapped into the server; map it in system.xml"
+                )
             }
             StartError::Platform(e) => write!(f, "device tree refused: {e}"),
             StartError::Table(e) => write!(f, "{e}"),
@@ -213,7 +214,9 @@ impl Serving {
         if self.fault_handler_channel == Some(id) {
             return Some(Caller::FaultHandler);
         }
-        self.table.by_channel(id).map(|(client, _)| Caller::Client(client))
+        self.table
+            .by_channel(id)
+            .map(|(client, _)| Caller::Client(client))
     }
 
     fn serve(
@@ -289,9 +292,7 @@ impl Serving {
                     recalls: s.recalls,
                     // Every refusal counts, the decoder's and the
                     // authority check's as well as the pool's.
-                    failures: s.failures.total()
-                        + self.refused_malformed
-                        + self.refused_permission,
+                    failures: s.failures.total() + self.refused_malformed + self.refused_permission,
                     data_total: u64::from(s.data_frames_total),
                     data_free: u64::from(s.data_frames_free),
                 })
@@ -300,18 +301,16 @@ impl Serving {
                 client,
                 vaddr,
                 kind: FaultKind::Access,
-            } => Response::Resolved(
-                match pool.resolve_fault(m, client, vaddr & !0xfff)? {
-                    Resolution::Tagged {
-                        migrated,
-                        deferred_restored,
-                    } => FaultReply::Tagged {
-                        migrated,
-                        deferred: deferred_restored,
-                    },
-                    Resolution::AlreadyTagged => FaultReply::AlreadyTagged,
+            } => Response::Resolved(match pool.resolve_fault(m, client, vaddr & !0xfff)? {
+                Resolution::Tagged {
+                    migrated,
+                    deferred_restored,
+                } => FaultReply::Tagged {
+                    migrated,
+                    deferred: deferred_restored,
                 },
-            ),
+                Resolution::AlreadyTagged => FaultReply::AlreadyTagged,
+            }),
             Request::ResolveFault {
                 client,
                 vaddr,
@@ -323,9 +322,12 @@ impl Serving {
                 if info.state != PageState::Tagged {
                     return Err(Error {
                         status: Status::InvalidArgument,
-                        detail: [tagloan_proto::argument_rule_code(
-                            tagloan_pool::ArgumentRule::NotAwaitingTags,
-                        ), vaddr],
+                        detail: [
+                            tagloan_proto::argument_rule_code(
+                                tagloan_pool::ArgumentRule::NotAwaitingTags,
+                            ),
+                            vaddr,
+                        ],
                     });
                 }
                 let mut tags = [0; TAG_BYTES_PER_FRAME];
@@ -376,7 +378,10 @@ impl Handler for MemoryServer {
                 self.serving = Some(serving);
             }
             Err(error) => {
-                say!(env, "memory_server: cannot start: {error}; every request gets `unsupported`");
+                say!(
+                    env,
+                    "memory_server: cannot start: {error}; every request gets `unsupported`"
+                );
                 self.start_error = Some(error);
             }
         }
@@ -474,8 +479,9 @@ impl Handler for MemoryServer {
         if sink.wants_frames() {
             let layout = pool.layout();
             for index in 0..layout.frames_total() {
-                let in_tag_storage =
-                    layout.locate(index).is_some_and(|l| l.pool == PoolKind::Tag);
+                let in_tag_storage = layout
+                    .locate(index)
+                    .is_some_and(|l| l.pool == PoolKind::Tag);
                 let view = match pool.frame(index) {
                     Some(Ok(Frame::FreeHead { .. } | Frame::FreeTail)) if in_tag_storage => {
                         FrameView::TagFree
