@@ -13,7 +13,7 @@ all: build
 # added if missing.
 # dtc (device-tree-compiler) builds the platform blobs; the aarch64 cross
 # gcc and qemu-user build and run the hardware MTE test.
-APT_PACKAGES := device-tree-compiler gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+APT_PACKAGES := device-tree-compiler gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user binutils
 RUST_TARGETS := aarch64-unknown-linux-gnu aarch64-unknown-none
 
 deps:
@@ -53,11 +53,20 @@ test-mte:
 	fi; \
 	$(CARGO) run -q -p tagloan-mte-hw --target aarch64-unknown-linux-gnu
 
-# The no_std crates build for the seL4 target (aarch64-unknown-none). There
-# are no PDs yet, so this is a build of the libraries they will link.
+# Every PD builds for the seL4 target (aarch64-unknown-none) and links into
+# an AArch64 ELF. The seL4 backend is a link stub (see the README), so these
+# are link checks, not bootable PDs.
+PDS := memory_server fault_handler client_tagged_heap client_bulk client_lazy client_rogue
+READELF := $(shell command -v readelf || command -v aarch64-linux-gnu-readelf)
 cross:
-	$(CARGO) build -q -p tagloan-pool -p tagloan-mte -p tagloan-platform --target aarch64-unknown-none
-	@echo "cross: tagloan-pool, tagloan-mte, tagloan-platform build for aarch64-unknown-none"
+	$(CARGO) build -q $(addprefix -p ,$(PDS)) --target aarch64-unknown-none
+	@for pd in $(PDS); do \
+		elf=target/aarch64-unknown-none/debug/$$pd; \
+		machine=$$($(READELF) -h $$elf | sed -n 's/^ *Machine: *//p'); \
+		entry=$$($(READELF) -h $$elf | sed -n 's/^ *Entry point address: *//p'); \
+		if [ "$$machine" != AArch64 ]; then echo "cross: FAILED: $$elf is not an AArch64 ELF ($$machine)" >&2; exit 1; fi; \
+		echo "cross: $$pd: ELF machine $$machine, entry $$entry ($$(stat -c %s $$elf) bytes)"; \
+	done
 
 # Platform blobs, built from platforms/*.dts (never committed).
 DTS := $(wildcard platforms/*.dts platforms/invalid/*.dts)

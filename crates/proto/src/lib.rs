@@ -841,7 +841,7 @@ impl Response {
                     (2, v) if v <= 0xf => FaultReply::TagCheck {
                         memory_tag: v as u8,
                     },
-                    (0 | 1 | 2, value) => return Err(DecodeError::OutOfRange { word: 1, value }),
+                    (0..=2, value) => return Err(DecodeError::OutOfRange { word: 1, value }),
                     (value, _) => return Err(DecodeError::OutOfRange { word: 0, value }),
                 })
             }

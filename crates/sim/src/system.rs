@@ -199,17 +199,9 @@ impl System {
         // physical address and size, and the other way round.
         let mut platform_ranges = Vec::new();
         for spec in &platform.regions {
-            platform_ranges.push((
-                "data",
-                spec.data_base * 4096,
-                u64::from(spec.data_frames) * 4096,
-            ));
+            platform_ranges.push(("data", spec.data_base * 4096, spec.data_frames * 4096));
             if let Some(tags) = spec.tags {
-                platform_ranges.push((
-                    "tag storage",
-                    tags.base * 4096,
-                    u64::from(tags.frames) * 4096,
-                ));
+                platform_ranges.push(("tag storage", tags.base * 4096, tags.frames * 4096));
             }
         }
         for (kind, base, size) in &platform_ranges {
