@@ -5,7 +5,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test test-rust test-mte cross platforms lint fmt clean
+.PHONY: all deps build run map bench check test test-rust test-mte cross platforms lint fmt clean
 
 all: build
 
@@ -31,12 +31,25 @@ deps:
 build:
 	$(CARGO) build --workspace
 
-# The main job today: the pool core lending tag storage and recalling it on
-# the QEMU virt layout, in the simulated machine.
-run:
-	$(CARGO) run --release -q -p tagloan
+# The system of system.xml in the simulator: the default scenario fills data
+# memory, lends tag storage, and recalls it with a tagged burst.
+run: platforms
+	$(CARGO) run --release -q -p tagloan -- run
 
-# Every test: unit, behaviour and the property suite (10,000 sequences).
+# A picture of physical memory where lending peaked.
+map: platforms
+	$(CARGO) run --release -q -p tagloan -- map --out target/tagloan-map.png
+
+# Validate system.xml, its client table and its device tree together.
+check: platforms
+	$(CARGO) run --release -q -p tagloan -- check system.xml
+
+bench:
+	$(CARGO) run --release -q -p tagloan -- bench
+
+# Every test: unit, behaviour, the property suite (10,000 sequences), the
+# protocol decode campaign, the simulator's kernel rules, the system
+# scenarios, the command line, the hardware MTE test and the cross build.
 # TAGLOAN_CASES and TAGLOAN_SEED change the property run.
 test: platforms test-mte cross test-rust
 

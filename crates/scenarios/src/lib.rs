@@ -297,6 +297,21 @@ pub struct Options {
     pub max_steps: u64,
     pub keep_trace: bool,
     pub injections: Vec<Injection>,
+    /// A device tree blob to use instead of the SDF's `dtb` prefill.
+    pub platform: Option<PathBuf>,
+}
+
+/// Loads the SDF of `options`, with its `dtb` region prefilled from
+/// `options.platform` when one is given.
+pub fn load_sdf(options: &Options) -> Result<tagloan_sim::Sdf, SimError> {
+    let mut sdf =
+        tagloan_sim::Sdf::load(&options.sdf, &options.search_path).map_err(SimError::Sdf)?;
+    if let Some(platform) = &options.platform {
+        if let Some(index) = sdf.region(tagloan_sim::system::DTB_REGION) {
+            sdf.regions[index].prefill = Some((platform.display().to_string(), platform.clone()));
+        }
+    }
+    Ok(sdf)
 }
 
 impl Default for Options {
@@ -309,6 +324,7 @@ impl Default for Options {
             max_steps: 20_000_000,
             keep_trace: false,
             injections: Vec::new(),
+            platform: None,
         }
     }
 }
@@ -430,7 +446,7 @@ impl Run {
             injections: options.injections.clone(),
             search_path: options.search_path.clone(),
         };
-        let mut sim = Sim::load(&options.sdf, &registry(plans), config)?;
+        let mut sim = Sim::new(load_sdf(options)?, &registry(plans), config)?;
         sim.step();
         sim.audit_now();
         let free_initial = free_frames(sim.audit());

@@ -1,201 +1,157 @@
-//! `tagloan`: today, a demonstration of the pool core lending tag storage and
-//! recalling it, on the QEMU virt layout, in the simulated machine.
+//! `tagloan`: check a system, run it in the simulator, draw its memory, and
+//! measure the pool.
 //!
-//! The full command (`check`, `run`, `map`, `bench`) and the PDs are later
-//! work; see the README for what is real today.
+//! ```text
+//! tagloan check [system.xml] [--platform FILE.dts|.dtb]
+//! tagloan run   [--scenario NAME] [--seed N] [--steps N] [--platform FILE] [--json]
+//! tagloan map   [--scenario NAME] [--at STEP] --out FILE.png|FILE.svg
+//! tagloan bench [--json]
+//! ```
 
+mod bench;
+mod check;
+mod map;
+mod run;
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use tagloan_mte::{uniform_tags, with_pointer_tag, Tag};
-use tagloan_pool::{
-    AllocRequest, ClientSpec, ClientState, Config, DeferredSlot, FrameEntry, Layout, Pool,
-    RegionSpec, Storage, TagSpec,
-};
-use tagloan_sim::SimMachine;
+use clap::{Parser, Subcommand};
 
-const PAGE: u64 = 4096;
-const BULK: u8 = 0;
-const HEAP: u8 = 1;
-const BULK_WINDOW: u64 = 0x10_0000_0000;
-const HEAP_WINDOW: u64 = 0x20_0000_0000;
-
-/// QEMU virt: 128 MiB of data at 0x80000000, 4 MiB of tag storage at 0x88000000.
-fn qemu_virt() -> Layout {
-    let spec = RegionSpec {
-        data_base: 0x8000_0000 / PAGE,
-        data_frames: 128 << 8,
-        tags: Some(TagSpec {
-            base: 0x8800_0000 / PAGE,
-            frames: 4 << 8,
-            block_frames: 1,
-        }),
-    };
-    Layout::new(&[spec]).expect("the built-in layout is valid")
+#[derive(Parser)]
+#[command(
+    name = "tagloan",
+    version,
+    about = "tagloan: an MTE tag storage lending memory server for seL4 Microkit"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn pattern(buffer: u64) -> [u8; 32] {
-    let mut bytes = [0u8; 32];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = (buffer as u8).wrapping_mul(31).wrapping_add(i as u8) | 1;
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a system (SDF, client table, device tree) or a platform alone,
+    /// and print the memory layout.
+    Check {
+        /// The system description; default: none with --platform, else system.xml.
+        sdf: Option<PathBuf>,
+        /// A platform device tree (.dts, compiled with dtc, or .dtb).
+        #[arg(long)]
+        platform: Option<PathBuf>,
+        /// Where prefill files are looked for (after the SDF's directory).
+        #[arg(long = "search-path", default_value = "target/platforms")]
+        search_path: Vec<PathBuf>,
+    },
+    /// Run the system in the deterministic simulator and report.
+    Run(RunArgs),
+    /// Draw physical memory, one cell per frame (or per block), by state.
+    Map {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Draw at this kernel step; default: where tag storage lending peaked.
+        #[arg(long)]
+        at: Option<u64>,
+        /// Output file, .png or .svg.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Measure the pool's fast path.
+    Bench {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
+    /// basic, lending, lazy, use-after-free, rogue, exhaustion, random
+    #[arg(long, default_value = "lending")]
+    scenario: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Kernel steps at most (wakeups, PPCs, faults, memory accesses).
+    #[arg(long, default_value_t = 20_000_000)]
+    steps: u64,
+    /// A platform device tree (.dts or .dtb) instead of the SDF's.
+    #[arg(long)]
+    platform: Option<PathBuf>,
+    /// The system description.
+    #[arg(long, default_value = "system.xml")]
+    sdf: PathBuf,
+    /// Where prefill files are looked for (after the SDF's directory).
+    #[arg(long = "search-path", default_value = "target/platforms")]
+    search_path: Vec<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A platform file as DTB bytes: a .dtb is read, a .dts compiled with dtc.
+pub fn platform_blob(path: &Path) -> Result<Vec<u8>, String> {
+    if path.extension().is_some_and(|e| e == "dts") {
+        let output = std::process::Command::new("dtc")
+            .args(["-q", "-I", "dts", "-O", "dtb"])
+            .arg(path)
+            .output()
+            .map_err(|e| format!("{}: cannot run dtc to compile it ({e}); install device-tree-compiler (make deps) or pass a .dtb", path.display()))?;
+        if !output.status.success() {
+            return Err(format!(
+                "{}: dtc refused it: {}",
+                path.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(output.stdout)
+    } else {
+        std::fs::read(path).map_err(|e| format!("{}: cannot read it: {e}", path.display()))
     }
-    bytes
+}
+
+/// A platform file as a path to a DTB: a .dts is compiled into target/.
+pub fn platform_dtb_path(path: &Path) -> Result<PathBuf, String> {
+    if path.extension().is_some_and(|e| e == "dts") {
+        let blob = platform_blob(path)?;
+        let out = std::env::temp_dir().join(format!(
+            "tagloan-{}-{}.dtb",
+            std::process::id(),
+            path.file_stem()
+                .map_or("platform".into(), |s| s.to_string_lossy())
+        ));
+        std::fs::write(&out, blob).map_err(|e| format!("{}: {e}", out.display()))?;
+        Ok(out)
+    } else {
+        Ok(path.to_path_buf())
+    }
 }
 
 fn main() -> ExitCode {
-    let layout = qemu_virt();
-    let clients = [
-        ClientSpec {
-            window_base: BULK_WINDOW,
-            window_pages: 40_000,
-            quota_frames: 40_000,
-        },
-        ClientSpec {
-            window_base: HEAP_WINDOW,
-            window_pages: 8192,
-            quota_frames: 8192,
-        },
-    ];
-    let config = Config::default();
-    let sizes = Pool::storage_sizes(&layout, &clients, &config);
-    let mut frames = vec![FrameEntry::default(); sizes.frames];
-    let mut page_map = vec![0; sizes.page_map];
-    let mut deferred = vec![DeferredSlot::default(); sizes.deferred];
-    let mut states = vec![ClientState::default(); sizes.clients];
-    let storage = Storage {
-        frames: &mut frames,
-        page_map: &mut page_map,
-        deferred: &mut deferred,
-        clients: &mut states,
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Check {
+            sdf,
+            platform,
+            search_path,
+        }) => check::check(sdf, platform, &search_path),
+        Some(Command::Run(args)) => run::run(&args),
+        None => run::run(&RunArgs {
+            scenario: "lending".into(),
+            seed: 1,
+            steps: 20_000_000,
+            platform: None,
+            sdf: "system.xml".into(),
+            search_path: vec!["target/platforms".into()],
+            json: false,
+        }),
+        Some(Command::Map { run, at, out }) => map::map(&run, at, &out),
+        Some(Command::Bench { json }) => bench::bench(json),
     };
-    let mut pool = match Pool::new(layout, &clients, config, storage) {
-        Ok(pool) => pool,
-        Err(error) => {
-            eprintln!("tagloan: cannot build the pool: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut machine = SimMachine::new(layout);
-    let mut checks = 0u64;
-    let mut check = |pool: &Pool<'_>| -> Result<(), String> {
-        checks += 1;
-        pool.check_invariants().map_err(|v| v.to_string())
-    };
-
-    println!(
-        "tagloan core demo: QEMU virt layout, 128 MiB data + 4 MiB tag storage, block size 4 KiB"
-    );
-    println!(
-        "bookkeeping: frame table {} bytes for {} frames (8 bytes/frame), page maps {} bytes for {} window pages, {} bytes in all",
-        sizes.frames * 8,
-        sizes.frames,
-        sizes.page_map * 4,
-        sizes.page_map,
-        sizes.bytes()
-    );
-
-    // 1. The bulk client fills memory with 32 KiB untagged movable buffers.
-    let buffers = 4200u64;
-    let mut peak_lent = 0;
-    for buffer in 0..buffers {
-        let vaddr = BULK_WINDOW + buffer * 8 * PAGE;
-        let request = AllocRequest {
-            vaddr,
-            order: 3,
-            tagged: false,
-            pinned: false,
-            contiguous: false,
-        };
-        if let Err(error) = pool.alloc(&mut machine, BULK, request) {
-            eprintln!("tagloan: bulk allocation {buffer} failed: {error}");
-            return ExitCode::FAILURE;
-        }
-        for page in 0..8 {
-            machine
-                .store(BULK, vaddr + page * PAGE, &pattern(buffer * 8 + page))
-                .expect("mapped untagged");
-        }
-        peak_lent = peak_lent.max(pool.stats().tag_frames_lent);
-        if let Err(v) = check(&pool) {
-            eprintln!("tagloan: invariant violated: {v}");
-            return ExitCode::FAILURE;
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("tagloan: {message}");
+            ExitCode::FAILURE
         }
     }
-    println!(
-        "bulk: {buffers} buffers of 32 KiB; tag storage frames lent as data: {}",
-        pool.stats().tag_frames_lent
-    );
-
-    // 2. It frees every fourth buffer.
-    for buffer in (0..buffers).step_by(4) {
-        pool.free(&mut machine, BULK, BULK_WINDOW + buffer * 8 * PAGE)
-            .expect("allocated above");
-    }
-
-    // 3. The heap client asks for tagged pages: the server recalls lent blocks.
-    let tagged = 6000u64;
-    let mut refused = 0;
-    for page in 0..tagged {
-        let vaddr = HEAP_WINDOW + page * PAGE;
-        let request = AllocRequest {
-            vaddr,
-            order: 0,
-            tagged: true,
-            pinned: false,
-            contiguous: false,
-        };
-        match pool.alloc(&mut machine, HEAP, request) {
-            Ok(_) => {
-                let tag = Tag::from_low_bits(page as u8 | 1);
-                machine
-                    .store_page_tags(HEAP, vaddr, &uniform_tags(tag))
-                    .expect("mapped tagged");
-                machine
-                    .store(HEAP, with_pointer_tag(vaddr, tag), b"tagged object")
-                    .expect("tags match");
-            }
-            Err(_) => refused += 1,
-        }
-        if let Err(v) = check(&pool) {
-            eprintln!("tagloan: invariant violated: {v}");
-            return ExitCode::FAILURE;
-        }
-    }
-
-    // 4. Every surviving bulk byte must be intact after the migrations.
-    let mut corrupted = 0u64;
-    for buffer in (0..buffers).filter(|b| b % 4 != 0) {
-        for page in 0..8 {
-            let mut out = [0u8; 32];
-            let vaddr = BULK_WINDOW + (buffer * 8 + page) * PAGE;
-            machine.load(BULK, vaddr, &mut out).expect("still mapped");
-            corrupted += out
-                .iter()
-                .zip(pattern(buffer * 8 + page))
-                .filter(|(a, b)| **a != *b)
-                .count() as u64;
-        }
-    }
-    let stats = pool.stats();
-    println!(
-        "heap: {} tagged pages mapped, {refused} refused",
-        tagged - refused
-    );
-    println!(
-        "lent frames: peak {peak_lent}, final {}",
-        stats.tag_frames_lent
-    );
-    println!(
-        "recalls {}, migrations {}, bytes copied {}, tag blocks reserved {} of {}",
-        stats.recalls,
-        stats.migrations,
-        machine.frames_copied * PAGE,
-        stats.blocks_reserved,
-        stats.blocks_total
-    );
-    println!("corrupted bytes: {corrupted}; invariant checks: {checks}, violations: 0");
-    if corrupted != 0 || stats.recalls == 0 || peak_lent == 0 {
-        eprintln!("tagloan: the demo did not show lending and recall with intact data");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
 }

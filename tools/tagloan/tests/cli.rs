@@ -1,0 +1,239 @@
+//! The `tagloan` command, run as a user runs it, from the repo root.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tagloan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tagloan"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+#[test]
+fn check_accepts_the_repo_system_and_prints_the_layout() {
+    let o = tagloan(&["check", "system.xml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("valid system: 6 protection domains, 9 channels, 4 clients"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "33792 frames (32768 data, 1024 tag storage = 3.03 % of memory), 1024 tag blocks"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("8 bytes per frame in the frame table"),
+        "{out}"
+    );
+    let o = tagloan(&["check", "--platform", "platforms/fvp-rfc.dts"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("1047552 frames"), "{}", stdout(&o));
+}
+
+#[test]
+fn check_rejects_every_broken_platform_with_its_rule() {
+    let mut count = 0;
+    for entry in std::fs::read_dir(root().join("platforms/invalid")).unwrap() {
+        let path = entry.unwrap().path();
+        let relative = format!(
+            "platforms/invalid/{}",
+            path.file_name().unwrap().to_string_lossy()
+        );
+        let o = tagloan(&["check", "--platform", &relative]);
+        let err = stderr(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{relative} accepted: {}",
+            stdout(&o)
+        );
+        // Located (file, node) and explained (the rule, then the fix).
+        assert!(
+            err.starts_with(&format!("tagloan: {relative}: metadata@")),
+            "{err}"
+        );
+        assert!(err.contains("(values 0x"), "{err}");
+        assert!(err.contains("; "), "{err}");
+        count += 1;
+    }
+    assert_eq!(count, 15);
+    report(&format!(
+        "tagloan check: {count} broken platforms rejected, each with its node and rule"
+    ));
+}
+
+#[test]
+fn check_rejects_every_broken_system_with_a_located_message() {
+    let cases = [
+        ("overlapping-windows", ":22:5: <memory_region name=\"client_table\">: overlapping-windows.txt: client table line 16: the window overlaps the one on line 14"),
+        ("missing-channel-end", ":86:5: <channel>: a channel has exactly two <end> elements; this one has 1"),
+        ("ppc-upward", ":58:5: <channel>: `fault_handler` (priority 200) may call `memory_server` (priority 90): a PPC must go to a strictly higher priority"),
+        ("quotas-above-pool", "the quotas sum to 34660 frames, more than the pool's 33792; lower them"),
+        ("window-over-mapping", ":53:13: <map>: the mapping at 0x2001000 overlaps `client_rogue`'s heap window"),
+        ("tag-storage-elsewhere", "but no memory_region has phys_addr=\"0x88000000\""),
+        ("client-not-a-child", "a client must be a child of `fault_handler` with id=\"4\""),
+        ("bookkeeping-too-small", "0x40000 bytes, but the pool tables need 0x79560; raise size"),
+    ];
+    for (name, message) in cases {
+        let file = format!("tests/sdf/invalid/{name}.xml");
+        let o = tagloan(&["check", &file]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{file} accepted");
+        assert!(err.starts_with(&format!("tagloan: {file}:")), "{err}");
+        assert!(
+            err.contains(message),
+            "{file}: want `{message}`, got `{err}`"
+        );
+    }
+    report(&format!(
+        "tagloan check: {} broken systems rejected, each located and explained",
+        cases.len()
+    ));
+}
+
+#[test]
+fn run_with_no_arguments_lends_and_recalls_with_no_violation() {
+    let o = tagloan(&["run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let number = |label: &str| -> u64 {
+        let at = out
+            .find(label)
+            .unwrap_or_else(|| panic!("`{label}` missing in:\n{out}"))
+            + label.len();
+        out[at..]
+            .trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(number("lent as data: peak") > 0);
+    assert!(number("\nrecalls") > 0);
+    assert!(number(", migrations") > 0);
+    assert_eq!(number("violations"), 0);
+    assert_eq!(number("corrupted bytes"), 0);
+}
+
+#[test]
+fn run_random_json_is_deterministic_per_seed_and_sound_for_every_seed() {
+    let run = |seed: &str| {
+        let o = tagloan(&[
+            "run",
+            "--scenario",
+            "random",
+            "--seed",
+            seed,
+            "--steps",
+            "100000",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let value: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+        assert_eq!(value["violations"], 0, "seed {seed}");
+        assert_eq!(value["corrupted_bytes"], 0, "seed {seed}");
+        assert!(value["steps"].as_u64().unwrap() >= 100_000);
+        (stdout(&o), value)
+    };
+    let (a, value) = run("42");
+    let (b, _) = run("42");
+    assert_eq!(a, b, "one seed, one report");
+    let (c, other) = run("43");
+    assert_ne!(value["trace_hash"], other["trace_hash"]);
+    assert_ne!(a, c);
+    report(&format!(
+        "tagloan run --scenario random --steps 100000 --json: seed 42 twice identical ({} IPCs, {} recalls, {} invariant checks, 0 violations); seed 43 differs",
+        value["ipcs"], value["recalls"], value["invariant_checks"]
+    ));
+}
+
+#[test]
+fn run_refuses_an_unknown_scenario_with_the_list() {
+    let o = tagloan(&["run", "--scenario", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("unknown scenario `nope`; choose one of: basic, lending"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn map_writes_a_png_a_person_can_read() {
+    let out = std::env::temp_dir().join(format!("tagloan-map-test-{}.png", std::process::id()));
+    let o = tagloan(&[
+        "map",
+        "--scenario",
+        "lending",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).unwrap()));
+    let mut reader = decoder.read_info().expect("the file is a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).expect("it decodes");
+    // 256 cells of 3 px per row with 8 px margins; the QEMU platform's
+    // 32768 data frames make 128 rows, its 1024 tag frames 4 rows, and the
+    // legend has 9 lines.
+    assert_eq!((info.width, info.height), (784, 596));
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    let colours: std::collections::HashSet<[u8; 3]> = pixels[..info.buffer_size()]
+        .chunks(3)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect();
+    let legend: [[u8; 3]; 9] = [
+        [0xd9, 0xd9, 0xd9],
+        [0x3b, 0x7d, 0xd8],
+        [0x2c, 0xa0, 0x2c],
+        [0xf2, 0xc1, 0x4e],
+        [0x8e, 0x44, 0xad],
+        [0xf5, 0xe6, 0xc8],
+        [0xff, 0x7f, 0x0e],
+        [0xb0, 0x3a, 0x2e],
+        [0x22, 0x22, 0x22],
+    ];
+    for rgb in legend {
+        assert!(colours.contains(&rgb), "legend colour {rgb:02x?} missing");
+    }
+    // Lending is on the picture: many orange (lent) cells, not just the swatch.
+    let lent = pixels[..info.buffer_size()]
+        .chunks(3)
+        .filter(|p| p == &[0xff, 0x7f, 0x0e])
+        .count();
+    assert!(lent > 1000, "{lent} lent pixels");
+    let _ = std::fs::remove_file(out);
+}
+
+#[test]
+fn bench_runs_one_benchmark_and_prints_json() {
+    let o = tagloan(&["bench", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let value: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    let rows = value["benchmarks"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    assert!(rows[0]["median_ns"].as_f64().unwrap() > 0.0);
+}
