@@ -337,3 +337,57 @@ pub enum FrameView {
     TagReserved,
     Server,
 }
+
+/// A line of text formatted into a fixed buffer, for the debug console of a
+/// PD without `alloc`. Text past the buffer is cut at a char boundary.
+pub struct DebugLine {
+    bytes: [u8; DebugLine::CAPACITY],
+    len: usize,
+}
+
+impl DebugLine {
+    /// Bytes a line holds.
+    pub const CAPACITY: usize = 192;
+
+    pub const fn new() -> DebugLine {
+        DebugLine {
+            bytes: [0; DebugLine::CAPACITY],
+            len: 0,
+        }
+    }
+
+    /// The text so far.
+    pub fn as_str(&self) -> &str {
+        // Only whole chars are ever copied in, so this cannot fail.
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+impl Default for DebugLine {
+    fn default() -> DebugLine {
+        DebugLine::new()
+    }
+}
+
+impl core::fmt::Write for DebugLine {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let mut room = (self.bytes.len() - self.len).min(s.len());
+        while !s.is_char_boundary(room) {
+            room -= 1;
+        }
+        self.bytes[self.len..self.len + room].copy_from_slice(&s.as_bytes()[..room]);
+        self.len += room;
+        Ok(())
+    }
+}
+
+/// `debug_println!(env, "format", args...)`: one formatted line to the
+/// PD's debug console (like `sel4_microkit::debug_println!`).
+#[macro_export]
+macro_rules! debug_println {
+    ($env:expr, $($arg:tt)*) => {{
+        let mut line = $crate::DebugLine::new();
+        let _ = core::fmt::Write::write_fmt(&mut line, format_args!($($arg)*));
+        $env.debug_print(line.as_str());
+    }};
+}

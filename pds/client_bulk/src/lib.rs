@@ -47,9 +47,23 @@ impl Default for BulkPlan {
     }
 }
 
+/// The counters of [`Bulk`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BulkCounts {
+    pub allocated: u64,
+    pub in_tag_storage: u64,
+    pub no_memory: u64,
+    pub pages_verified: u64,
+    pub corrupted_bytes: u64,
+    pub errors: u64,
+    pub churned_total: u64,
+}
+
 /// The worker.
 #[derive(Clone, Debug)]
 pub struct Bulk {
+    /// What it has done; kept across restarts (the report, not the state).
+    pub counts: BulkCounts,
     plan: BulkPlan,
     window: u64,
     buffers: [u64; MAX_BUFFERS],
@@ -61,13 +75,6 @@ pub struct Bulk {
     verify_cursor: u64,
     released: usize,
     generation: u64,
-    pub allocated: u64,
-    pub in_tag_storage: u64,
-    pub no_memory: u64,
-    pub pages_verified: u64,
-    pub corrupted_bytes: u64,
-    pub errors: u64,
-    pub churned_total: u64,
 }
 
 impl Default for Bulk {
@@ -79,6 +86,7 @@ impl Default for Bulk {
 impl Bulk {
     pub fn new(plan: BulkPlan) -> Bulk {
         Bulk {
+            counts: BulkCounts::default(),
             plan,
             window: 0,
             buffers: [0; MAX_BUFFERS],
@@ -89,13 +97,6 @@ impl Bulk {
             verify_cursor: 0,
             released: 0,
             generation: 0,
-            allocated: 0,
-            in_tag_storage: 0,
-            no_memory: 0,
-            pages_verified: 0,
-            corrupted_bytes: 0,
-            errors: 0,
-            churned_total: 0,
         }
     }
 
@@ -119,10 +120,10 @@ impl Bulk {
             for word in [at, at + PAGE - 8] {
                 let found = load_u64(env, word)?;
                 let diff = found ^ pattern(word, self.generation);
-                self.corrupted_bytes +=
+                self.counts.corrupted_bytes +=
                     u64::from((0..8).filter(|b| diff >> (8 * b) & 0xff != 0).count() as u32);
             }
-            self.pages_verified += 1;
+            self.counts.pages_verified += 1;
         }
         Ok(())
     }
@@ -130,23 +131,12 @@ impl Bulk {
 
 impl Worker for Bulk {
     fn start(&mut self, env: &mut dyn Env) {
-        let plan = self.plan;
-        let (allocated, in_tag_storage, no_memory, verified, corrupted, errors) = (
-            self.allocated,
-            self.in_tag_storage,
-            self.no_memory,
-            self.pages_verified,
-            self.corrupted_bytes,
-            self.errors,
-        );
-        *self = Bulk::new(plan);
-        // Counters survive a restart: they are the report, not the state.
-        self.allocated = allocated;
-        self.in_tag_storage = in_tag_storage;
-        self.no_memory = no_memory;
-        self.pages_verified = verified;
-        self.corrupted_bytes = corrupted;
-        self.errors = errors;
+        // A restart begins the plan again; the counts are the report and
+        // carry over.
+        *self = Bulk {
+            counts: self.counts,
+            ..Bulk::new(self.plan)
+        };
         self.window = my_entry(env).map_or(0, |(_, e)| e.window_base);
     }
 
@@ -161,19 +151,19 @@ impl Worker for Bulk {
             };
             match server.alloc(env, vaddr, self.plan.order, flags)? {
                 Ok(a) => {
-                    self.allocated += 1;
-                    self.in_tag_storage += u64::from(a.in_tag_storage);
+                    self.counts.allocated += 1;
+                    self.counts.in_tag_storage += u64::from(a.in_tag_storage);
                     self.buffers[self.count] = vaddr;
                     self.lent[self.count] = a.in_tag_storage;
                     self.count += 1;
                     self.fill(env, vaddr)?;
                 }
                 Err(e) if e.status == Status::NoMemory || e.status == Status::OutOfQuota => {
-                    self.no_memory += 1;
+                    self.counts.no_memory += 1;
                     self.fill_done = true;
                 }
                 Err(_) => {
-                    self.errors += 1;
+                    self.counts.errors += 1;
                     self.fill_done = true;
                 }
             }
@@ -186,13 +176,13 @@ impl Worker for Bulk {
                 let base = self.buffers[i];
                 self.verify(env, base)?;
                 if server.free(env, base)?.is_err() {
-                    self.errors += 1;
+                    self.counts.errors += 1;
                 }
                 // Keep the list dense: the last buffer takes its place.
                 self.count -= 1;
                 self.buffers[i] = self.buffers[self.count];
                 self.lent[i] = self.lent[self.count];
-                self.churned_total += 1;
+                self.counts.churned_total += 1;
             }
             return Ok(Progress::More);
         }
@@ -210,7 +200,7 @@ impl Worker for Bulk {
             let base = self.buffers[self.released];
             self.verify(env, base)?;
             if server.free(env, base)?.is_err() {
-                self.errors += 1;
+                self.counts.errors += 1;
             }
             self.released += 1;
             return Ok(Progress::More);
@@ -221,13 +211,13 @@ impl Worker for Bulk {
     fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
         report("buffers", self.count as u64);
         report("released", self.released as u64);
-        report("allocated", self.allocated);
-        report("allocated_in_tag_storage", self.in_tag_storage);
-        report("no_memory", self.no_memory);
-        report("pages_verified", self.pages_verified);
-        report("corrupted_bytes", self.corrupted_bytes);
-        report("errors", self.errors);
-        report("churned", self.churned_total);
+        report("allocated", self.counts.allocated);
+        report("allocated_in_tag_storage", self.counts.in_tag_storage);
+        report("no_memory", self.counts.no_memory);
+        report("pages_verified", self.counts.pages_verified);
+        report("corrupted_bytes", self.counts.corrupted_bytes);
+        report("errors", self.counts.errors);
+        report("churned", self.counts.churned_total);
     }
 }
 

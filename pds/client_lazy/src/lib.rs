@@ -47,21 +47,28 @@ enum Phase {
     Free,
 }
 
-/// The worker.
-#[derive(Clone, Debug)]
-pub struct Lazy {
-    plan: LazyPlan,
-    window: u64,
-    round: u32,
-    released: u32,
-    delay: u32,
-    phase: Phase,
+/// The counters of [`Lazy`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LazyCounts {
     pub pages_tagged_lazily: u64,
     pub corrupted_bytes: u64,
     pub not_tagged: u64,
     pub no_memory: u64,
     pub errors: u64,
     pub rounds_done: u64,
+}
+
+/// The worker.
+#[derive(Clone, Debug)]
+pub struct Lazy {
+    /// What it has done; kept across restarts (the report, not the state).
+    pub counts: LazyCounts,
+    plan: LazyPlan,
+    window: u64,
+    round: u32,
+    released: u32,
+    delay: u32,
+    phase: Phase,
 }
 
 impl Default for Lazy {
@@ -73,18 +80,13 @@ impl Default for Lazy {
 impl Lazy {
     pub fn new(plan: LazyPlan) -> Lazy {
         Lazy {
+            counts: LazyCounts::default(),
             plan,
             window: 0,
             round: 0,
             released: 0,
             delay: 0,
             phase: Phase::Alloc,
-            pages_tagged_lazily: 0,
-            corrupted_bytes: 0,
-            not_tagged: 0,
-            no_memory: 0,
-            errors: 0,
-            rounds_done: 0,
         }
     }
 
@@ -110,23 +112,12 @@ impl Lazy {
 
 impl Worker for Lazy {
     fn start(&mut self, env: &mut dyn Env) {
-        let counts = (
-            self.pages_tagged_lazily,
-            self.corrupted_bytes,
-            self.not_tagged,
-            self.no_memory,
-            self.errors,
-            self.rounds_done,
-        );
-        *self = Lazy::new(self.plan);
-        (
-            self.pages_tagged_lazily,
-            self.corrupted_bytes,
-            self.not_tagged,
-            self.no_memory,
-            self.errors,
-            self.rounds_done,
-        ) = counts;
+        // A restart begins the plan again; the counts are the report and
+        // carry over.
+        *self = Lazy {
+            counts: self.counts,
+            ..Lazy::new(self.plan)
+        };
         self.window = my_entry(env).map_or(0, |(_, e)| e.window_base);
     }
 
@@ -141,7 +132,7 @@ impl Worker for Lazy {
                 let base = self.base_of(self.released);
                 self.released += 1;
                 if server.free(env, base)?.is_err() {
-                    self.errors += 1;
+                    self.counts.errors += 1;
                 }
                 return Ok(Progress::More);
             }
@@ -164,11 +155,11 @@ impl Worker for Lazy {
                         self.phase = Phase::Enable;
                     }
                     Err(e) if e.status == Status::NoMemory => {
-                        self.no_memory += 1;
+                        self.counts.no_memory += 1;
                         return Ok(Progress::Done);
                     }
                     Err(_) => {
-                        self.errors += 1;
+                        self.counts.errors += 1;
                         return Ok(Progress::Done);
                     }
                 }
@@ -176,7 +167,7 @@ impl Worker for Lazy {
             Phase::Enable => {
                 match server.enable_tagging(env, base, self.pages() as u32)? {
                     Ok(()) => self.phase = Phase::Touch,
-                    Err(_) => self.errors += 1,
+                    Err(_) => self.counts.errors += 1,
                 }
                 self.phase = Phase::Touch;
             }
@@ -188,14 +179,14 @@ impl Worker for Lazy {
                     for word in [at, at + PAGE - 8] {
                         let found = load_u64(env, word)?;
                         let diff = found ^ pattern(word, self.generation());
-                        self.corrupted_bytes +=
+                        self.counts.corrupted_bytes +=
                             (0..8).filter(|b| diff >> (8 * b) & 0xff != 0).count() as u64;
                     }
                     match server.query(env, at)? {
                         Ok(info) if info.state == PageState::Tagged => {
-                            self.pages_tagged_lazily += 1
+                            self.counts.pages_tagged_lazily += 1
                         }
-                        _ => self.not_tagged += 1,
+                        _ => self.counts.not_tagged += 1,
                     }
                 }
                 self.phase = Phase::Free;
@@ -206,14 +197,14 @@ impl Worker for Lazy {
                         .disable_tagging(env, base, self.pages() as u32)?
                         .is_err()
                     {
-                        self.errors += 1;
+                        self.counts.errors += 1;
                     }
                     if server.free(env, base)?.is_err() {
-                        self.errors += 1;
+                        self.counts.errors += 1;
                     }
                 }
                 self.round += 1;
-                self.rounds_done += 1;
+                self.counts.rounds_done += 1;
                 self.phase = Phase::Alloc;
             }
         }
@@ -221,12 +212,12 @@ impl Worker for Lazy {
     }
 
     fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
-        report("rounds_done", self.rounds_done);
-        report("pages_tagged_lazily", self.pages_tagged_lazily);
-        report("corrupted_bytes", self.corrupted_bytes);
-        report("not_tagged", self.not_tagged);
-        report("no_memory", self.no_memory);
-        report("errors", self.errors);
+        report("rounds_done", self.counts.rounds_done);
+        report("pages_tagged_lazily", self.counts.pages_tagged_lazily);
+        report("corrupted_bytes", self.counts.corrupted_bytes);
+        report("not_tagged", self.counts.not_tagged);
+        report("no_memory", self.counts.no_memory);
+        report("errors", self.counts.errors);
     }
 }
 

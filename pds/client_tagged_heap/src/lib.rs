@@ -52,9 +52,24 @@ impl Default for HeapPlan {
     }
 }
 
+/// The counters of [`TaggedHeap`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapCounts {
+    pub arenas_allocated: u64,
+    pub arenas_released: u64,
+    pub mallocs: u64,
+    pub frees: u64,
+    pub corrupted_bytes: u64,
+    pub no_memory: u64,
+    pub errors: u64,
+    pub use_after_free_attempted: bool,
+}
+
 /// The worker.
 #[derive(Clone, Debug)]
 pub struct TaggedHeap {
+    /// What it has done; kept across restarts (the report, not the state).
+    pub counts: HeapCounts,
     plan: HeapPlan,
     window: u64,
     arenas: usize,
@@ -67,14 +82,6 @@ pub struct TaggedHeap {
     delay: u32,
     operations: u32,
     choice: Choice,
-    pub arenas_allocated: u64,
-    pub arenas_released: u64,
-    pub mallocs: u64,
-    pub frees: u64,
-    pub corrupted_bytes: u64,
-    pub no_memory: u64,
-    pub errors: u64,
-    pub use_after_free_attempted: bool,
 }
 
 impl Default for TaggedHeap {
@@ -86,6 +93,7 @@ impl Default for TaggedHeap {
 impl TaggedHeap {
     pub fn new(plan: HeapPlan) -> TaggedHeap {
         TaggedHeap {
+            counts: HeapCounts::default(),
             plan,
             window: 0,
             arenas: 0,
@@ -96,14 +104,6 @@ impl TaggedHeap {
             delay: 0,
             operations: 0,
             choice: Choice::new(plan.seed),
-            arenas_allocated: 0,
-            arenas_released: 0,
-            mallocs: 0,
-            frees: 0,
-            corrupted_bytes: 0,
-            no_memory: 0,
-            errors: 0,
-            use_after_free_attempted: false,
         }
     }
 
@@ -140,7 +140,7 @@ impl TaggedHeap {
             )?;
         }
         self.live[slot] = tag;
-        self.mallocs += 1;
+        self.counts.mallocs += 1;
         Ok(())
     }
 
@@ -150,7 +150,8 @@ impl TaggedHeap {
         for word in 0..SLOT / 8 {
             let found = load_u64(env, pointer + word * 8)?;
             let diff = found ^ pattern(self.slot_address(slot) + word * 8, u64::from(tag));
-            self.corrupted_bytes += (0..8).filter(|b| diff >> (8 * b) & 0xff != 0).count() as u64;
+            self.counts.corrupted_bytes +=
+                (0..8).filter(|b| diff >> (8 * b) & 0xff != 0).count() as u64;
         }
         // Retag on free: the old pointer goes stale.
         self.last[slot] = tag;
@@ -161,35 +162,19 @@ impl TaggedHeap {
         )?;
         self.live[slot] = 0;
         self.stale = Some(pointer);
-        self.frees += 1;
+        self.counts.frees += 1;
         Ok(())
     }
 }
 
 impl Worker for TaggedHeap {
     fn start(&mut self, env: &mut dyn Env) {
-        let plan = self.plan;
-        let released = self.arenas_released;
-        let (a, m, f, c, n, e, u) = (
-            self.arenas_allocated,
-            self.mallocs,
-            self.frees,
-            self.corrupted_bytes,
-            self.no_memory,
-            self.errors,
-            self.use_after_free_attempted,
-        );
-        *self = TaggedHeap::new(plan);
-        (
-            self.arenas_allocated,
-            self.mallocs,
-            self.frees,
-            self.corrupted_bytes,
-            self.no_memory,
-            self.errors,
-            self.use_after_free_attempted,
-        ) = (a, m, f, c, n, e, u);
-        self.arenas_released = released;
+        // A restart begins the plan again; the counts are the report and
+        // carry over.
+        *self = TaggedHeap {
+            counts: self.counts,
+            ..TaggedHeap::new(self.plan)
+        };
         self.window = my_entry(env).map_or(0, |(_, e)| e.window_base);
     }
 
@@ -208,14 +193,14 @@ impl Worker for TaggedHeap {
             match Server::for_client().alloc(env, vaddr, self.plan.order.min(2), flags)? {
                 Ok(_) => {
                     self.arenas += 1;
-                    self.arenas_allocated += 1;
+                    self.counts.arenas_allocated += 1;
                 }
                 Err(e) if e.status == Status::NoMemory || e.status == Status::OutOfQuota => {
-                    self.no_memory += 1;
+                    self.counts.no_memory += 1;
                     return Ok(Progress::Done);
                 }
                 Err(_) => {
-                    self.errors += 1;
+                    self.counts.errors += 1;
                     return Ok(Progress::Done);
                 }
             }
@@ -235,9 +220,9 @@ impl Worker for TaggedHeap {
                 }
                 let vaddr = self.window + self.arenas as u64 * (PAGE << self.plan.order.min(2));
                 if Server::for_client().free(env, vaddr)?.is_err() {
-                    self.errors += 1;
+                    self.counts.errors += 1;
                 }
-                self.arenas_released += 1;
+                self.counts.arenas_released += 1;
                 return Ok(if self.arenas == 0 {
                     Progress::Done
                 } else {
@@ -250,7 +235,7 @@ impl Worker for TaggedHeap {
             if let Some(stale) = self.stale {
                 // The bug this allocator exists to catch: a write through a
                 // pointer whose object was freed (and so retagged).
-                self.use_after_free_attempted = true;
+                self.counts.use_after_free_attempted = true;
                 store_u64(env, stale, 0xdead_beef)?;
             }
         }
@@ -267,16 +252,16 @@ impl Worker for TaggedHeap {
     }
 
     fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
-        report("arenas", self.arenas_allocated);
-        report("arenas_released", self.arenas_released);
-        report("mallocs", self.mallocs);
-        report("frees", self.frees);
-        report("corrupted_bytes", self.corrupted_bytes);
-        report("no_memory", self.no_memory);
-        report("errors", self.errors);
+        report("arenas", self.counts.arenas_allocated);
+        report("arenas_released", self.counts.arenas_released);
+        report("mallocs", self.counts.mallocs);
+        report("frees", self.counts.frees);
+        report("corrupted_bytes", self.counts.corrupted_bytes);
+        report("no_memory", self.counts.no_memory);
+        report("errors", self.counts.errors);
         report(
             "use_after_free_attempted",
-            u64::from(self.use_after_free_attempted),
+            u64::from(self.counts.use_after_free_attempted),
         );
     }
 }

@@ -48,31 +48,6 @@ impl Default for FaultHandler {
     }
 }
 
-struct Line {
-    bytes: [u8; 192],
-    len: usize,
-}
-
-impl core::fmt::Write for Line {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let mut room = (self.bytes.len() - self.len).min(s.len());
-        while !s.is_char_boundary(room) {
-            room -= 1;
-        }
-        self.bytes[self.len..self.len + room].copy_from_slice(&s.as_bytes()[..room]);
-        self.len += room;
-        Ok(())
-    }
-}
-
-macro_rules! say {
-    ($env:expr, $($arg:tt)*) => {{
-        let mut line = Line { bytes: [0; 192], len: 0 };
-        let _ = core::fmt::Write::write_fmt(&mut line, format_args!($($arg)*));
-        $env.debug_print(core::str::from_utf8(&line.bytes[..line.len]).unwrap_or(""));
-    }};
-}
-
 fn server() -> Server {
     Server::new(Channel::new(channels::FAULT_HANDLER_TO_SERVER as usize))
 }
@@ -104,10 +79,19 @@ impl FaultHandler {
         match server().reclaim_client(env, client) {
             Ok(Ok(frames)) => {
                 self.counts.reclaimed_frames += u64::from(frames);
-                say!(env, "fault_handler: reclaimed {frames} frames of {name}");
+                tagloan_microkit::debug_println!(
+                    env,
+                    "fault_handler: reclaimed {frames} frames of {name}"
+                );
             }
-            Ok(Err(error)) => say!(env, "fault_handler: reclaiming {name} failed: {error}"),
-            Err(_) => say!(env, "fault_handler: stopped while reclaiming {name}"),
+            Ok(Err(error)) => tagloan_microkit::debug_println!(
+                env,
+                "fault_handler: reclaiming {name} failed: {error}"
+            ),
+            Err(_) => tagloan_microkit::debug_println!(
+                env,
+                "fault_handler: stopped while reclaiming {name}"
+            ),
         }
     }
 
@@ -136,11 +120,17 @@ impl Handler for FaultHandler {
         let table = match env.region("client_table").map(ClientTable::parse) {
             Some(Ok(table)) => table,
             Some(Err(error)) => {
-                say!(env, "fault_handler: client table refused: {error}");
+                tagloan_microkit::debug_println!(
+                    env,
+                    "fault_handler: client table refused: {error}"
+                );
                 return;
             }
             None => {
-                say!(env, "fault_handler: region `client_table` is not mapped");
+                tagloan_microkit::debug_println!(
+                    env,
+                    "fault_handler: region `client_table` is not mapped"
+                );
                 return;
             }
         };
@@ -180,7 +170,7 @@ impl Handler for FaultHandler {
         {
             Some((client, entry)) => (client, entry.name.clone()),
             None => {
-                say!(
+                tagloan_microkit::debug_println!(
                     env,
                     "fault_handler: child {} is not in the client table; stopping it",
                     child.index()
@@ -195,11 +185,11 @@ impl Handler for FaultHandler {
                 let pointer_tag = (addr >> 56) & 0xf;
                 let vaddr = addr & ((1 << 56) - 1);
                 match server().resolve_fault(env, client, vaddr, FaultKind::TagCheck) {
-                    Ok(Ok(FaultReply::TagCheck { memory_tag })) => say!(
+                    Ok(Ok(FaultReply::TagCheck { memory_tag })) => tagloan_microkit::debug_println!(
                         env,
                         "fault_handler: MTE tag-check fault in {name} at {vaddr:#x}: pointer tag {pointer_tag:#x}, memory tag {memory_tag:#x}; stopping it"
                     ),
-                    Ok(other) => say!(
+                    Ok(other) => tagloan_microkit::debug_println!(
                         env,
                         "fault_handler: MTE tag-check fault in {name} at {vaddr:#x}: pointer tag {pointer_tag:#x}, memory tag unknown ({other:?}); stopping it"
                     ),
@@ -216,13 +206,13 @@ impl Handler for FaultHandler {
                     }
                     Ok(Err(error)) if error.status == Status::NoMemory => {
                         self.counts.out_of_memory += 1;
-                        say!(env, "fault_handler: no memory for the tags of {name} at {addr:#x}; stopping it (VM_FAULT_OOM)");
+                        tagloan_microkit::debug_println!(env, "fault_handler: no memory for the tags of {name} at {addr:#x}; stopping it (VM_FAULT_OOM)");
                         self.stop(env, child, client, &name);
                         None
                     }
                     Ok(Err(error)) => {
                         self.counts.other += 1;
-                        say!(env, "fault_handler: {name} faulted at {addr:#x}, not a lazy-tagging fault ({error}); restarting it clean");
+                        tagloan_microkit::debug_println!(env, "fault_handler: {name} faulted at {addr:#x}, not a lazy-tagging fault ({error}); restarting it clean");
                         self.restart(env, child, client, &name);
                         None
                     }
@@ -231,7 +221,7 @@ impl Handler for FaultHandler {
             }
             other => {
                 self.counts.other += 1;
-                say!(
+                tagloan_microkit::debug_println!(
                     env,
                     "fault_handler: {name} took {other:?}; restarting it clean"
                 );

@@ -90,49 +90,6 @@ impl Default for MemoryServer {
     }
 }
 
-/// Formats into a fixed buffer, for the debug console without `alloc`.
-struct Line {
-    bytes: [u8; 192],
-    len: usize,
-}
-
-impl Line {
-    fn new() -> Line {
-        Line {
-            bytes: [0; 192],
-            len: 0,
-        }
-    }
-    fn as_str(&self) -> &str {
-        // Only whole `str`s are written, cut at a char boundary below.
-        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
-    }
-}
-
-impl core::fmt::Write for Line {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let mut room = self.bytes.len() - self.len;
-        if s.len() <= room {
-            room = s.len();
-        } else {
-            while !s.is_char_boundary(room) {
-                room -= 1;
-            }
-        }
-        self.bytes[self.len..self.len + room].copy_from_slice(&s.as_bytes()[..room]);
-        self.len += room;
-        Ok(())
-    }
-}
-
-macro_rules! say {
-    ($env:expr, $($arg:tt)*) => {{
-        let mut line = Line::new();
-        let _ = core::fmt::Write::write_fmt(&mut line, format_args!($($arg)*));
-        $env.debug_print(line.as_str());
-    }};
-}
-
 impl MemoryServer {
     pub const fn new() -> MemoryServer {
         MemoryServer {
@@ -153,7 +110,10 @@ impl MemoryServer {
             .ok_or(StartError::NoRegion(DTB_REGION))?;
         let platform = tagloan_platform::parse(dtb, true).map_err(StartError::Platform)?;
         if let TagStorage::Disabled(reason) = platform.tag_storage {
-            say!(env, "memory_server: tag storage reuse disabled: {reason}");
+            tagloan_microkit::debug_println!(
+                env,
+                "memory_server: tag storage reuse disabled: {reason}"
+            );
         }
         let table_bytes = env
             .region(CLIENT_TABLE_REGION)
@@ -362,7 +322,7 @@ impl Handler for MemoryServer {
         match MemoryServer::start(env) {
             Ok(serving) => {
                 let s = serving.pool.stats();
-                say!(
+                tagloan_microkit::debug_println!(
                     env,
                     "memory_server: {} data frames, {} tag storage frames in {} blocks, {} clients; tags {}",
                     s.data_frames_total,
@@ -378,7 +338,7 @@ impl Handler for MemoryServer {
                 self.serving = Some(serving);
             }
             Err(error) => {
-                say!(
+                tagloan_microkit::debug_println!(
                     env,
                     "memory_server: cannot start: {error}; every request gets `unsupported`"
                 );
@@ -466,7 +426,7 @@ impl Handler for MemoryServer {
         }
         for (client, c) in serving.table.clients.iter().enumerate() {
             let used = pool.client(client as u8).map_or(0, |s| s.frames_used());
-            let mut name = Line::new();
+            let mut name = tagloan_microkit::DebugLine::new();
             let _ = core::fmt::Write::write_fmt(&mut name, format_args!("frames_used.{}", c.name));
             sink.counter(name.as_str(), u64::from(used));
         }
