@@ -74,6 +74,9 @@ pub enum Injection {
     },
     /// `pd` crashes at its first kernel event at or after `step`.
     CrashAtStep { pd: String, step: u64 },
+    /// `pd` is stopped at its first kernel event at or after `step`, as if
+    /// its TCB were suspended: nobody is told, its handler ends.
+    StopAtStep { pd: String, step: u64 },
     /// One bit of `pd`'s `call`-th PPC (label or a register) is flipped.
     CorruptCall { pd: String, call: u64 },
     /// `pd`'s `index`-th notification (from 0) is lost.
@@ -442,18 +445,17 @@ impl Core {
         }
     }
 
-    /// One kernel step of `pd`; fires a step-based crash injection.
-    fn tick(&mut self, pd: usize) -> bool {
+    /// One kernel step of `pd`; fires a step-based injection.
+    fn tick(&mut self, pd: usize) -> Option<Injection> {
         self.step += 1;
         let name = &self.sdf.pds[pd].name;
         let step = self.step;
-        if let Some(i) = self.injections.iter().position(
-            |inj| matches!(inj, Injection::CrashAtStep { pd: p, step: s } if p == name && *s <= step),
-        ) {
-            self.injections.remove(i);
-            return true;
-        }
-        false
+        let i = self.injections.iter().position(|inj| match inj {
+            Injection::CrashAtStep { pd: p, step: s }
+            | Injection::StopAtStep { pd: p, step: s } => p == name && *s <= step,
+            _ => false,
+        })?;
+        Some(self.injections.remove(i))
     }
 
     fn take_injection(&mut self, pd: usize, wanted: impl Fn(&Injection, &str) -> bool) -> bool {
@@ -607,15 +609,24 @@ impl PdEnv<'_> {
         })
     }
 
-    /// One kernel step; a crash injected here may stop us.
+    /// One kernel step; a crash or stop injected here may end us.
     fn tick(&mut self) -> Result<(), Stopped> {
         if !self.running() {
             return Err(Stopped);
         }
-        if self.core.tick(self.pd) && !self.crash("crash at step") {
-            return Err(Stopped);
+        match self.core.tick(self.pd) {
+            Some(Injection::CrashAtStep { .. }) if !self.crash("crash at step") => Err(Stopped),
+            Some(Injection::StopAtStep { .. }) => {
+                self.core.record(Event::Inject {
+                    pd: self.pd,
+                    what: "stop at step".into(),
+                });
+                self.core.pds[self.pd].state = RunState::Stopped;
+                self.core.record(Event::Stop { pd: self.pd });
+                Err(Stopped)
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn client(&self) -> Option<ClientId> {

@@ -438,3 +438,33 @@ fn one_seed_gives_one_trace() {
     assert_eq!(ha, hb);
     assert!(a.contains("call client -> server ch5 label=9"), "{a}");
 }
+
+#[test]
+fn an_injected_stop_ends_the_pd_silently_at_its_step() {
+    // The client's first kernel event is its PPC (step 1): stopped there,
+    // the server never sees the call and the parent is not told.
+    let (mut sim, log) = system(
+        0,
+        false,
+        Config {
+            injections: vec![Injection::StopAtStep {
+                pd: "client".into(),
+                step: 1,
+            }],
+            ..Config::default()
+        },
+    );
+    sim.run(100);
+    assert_eq!(*log.borrow(), ["call stopped"]);
+    assert!(!sim.is_running("client"));
+    let summary = sim.summary();
+    assert_eq!(
+        (
+            summary.calls,
+            summary.faults(),
+            summary.stops,
+            summary.injections
+        ),
+        (0, 0, 1, 1)
+    );
+}

@@ -38,7 +38,15 @@ fn a_client_crashed_in_the_middle_of_any_operation_leaks_nothing() {
     let options = Options::default();
     let runs = crash_campaign(plans(), &options).unwrap();
     let mut restarts = 0;
+    let mut total = tagloan_scenarios::Report::default();
     for (injection, r) in &runs {
+        total.summary.steps += r.summary.steps;
+        total.ipcs += r.ipcs;
+        total.migrations += r.migrations;
+        total.recalls += r.recalls;
+        total.invariant_checks += r.invariant_checks;
+        total.faults_other += r.faults_other;
+        total.faults_resolved += r.faults_resolved;
         assert_sound(r);
         assert_no_leak(r);
         let Injection::CrashAtCall { pd, .. } = injection else {
@@ -60,8 +68,16 @@ fn a_client_crashed_in_the_middle_of_any_operation_leaks_nothing() {
     }
     assert!(runs.len() >= 100, "only {} crash points", runs.len());
     report(&format!(
-        "scenario crash: {} runs, one crash each (every PPC of 4 clients, before and after the server serves it), {restarts} restarts, 0 leaks, 0 violations",
-        runs.len()
+        "scenario crash: {} runs, one crash each (every PPC of 4 clients, before and after the server serves it): {} steps, {} IPCs, {} faults ({} crashes, {} lazy-tag), {} migrations, {} recalls, {restarts} restarts, {} invariant checks, 0 violations, 0 frames leaked",
+        runs.len(),
+        total.summary.steps,
+        total.ipcs,
+        total.faults_other + total.faults_resolved,
+        total.faults_other,
+        total.faults_resolved,
+        total.migrations,
+        total.recalls,
+        total.invariant_checks
     ));
 }
 
