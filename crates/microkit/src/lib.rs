@@ -134,12 +134,34 @@ impl MessageInfo {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Stopped;
 
-/// seL4 fault labels (AArch64, `seL4_Fault_*`).
+/// seL4 fault labels on AArch64 with the MCS kernel, which Microkit uses
+/// (`libsel4/arch_include/arm/sel4/arch/shared_types.bf`: with
+/// `CONFIG_KERNEL_MCS`, `Timeout` is 5 and `VMFault` 6).
 pub mod fault_label {
     pub const CAP_FAULT: u64 = 1;
     pub const UNKNOWN_SYSCALL: u64 = 2;
     pub const USER_EXCEPTION: u64 = 3;
-    pub const VM_FAULT: u64 = 5;
+    pub const TIMEOUT: u64 = 5;
+    pub const VM_FAULT: u64 = 6;
+}
+
+/// Message register layouts of the faults (AArch64, `sel4_arch/types.bf`).
+mod fault_mr {
+    /// VMFault: IP, Addr, PrefetchFault, FSR.
+    pub const VM_IP: usize = 0;
+    pub const VM_ADDR: usize = 1;
+    pub const VM_PREFETCH: usize = 2;
+    pub const VM_FSR: usize = 3;
+    pub const VM_LENGTH: usize = 4;
+    /// UserException: FaultIP, SP, SPSR, Number, Code.
+    pub const USER_IP: usize = 0;
+    pub const USER_NUMBER: usize = 3;
+    pub const USER_CODE: usize = 4;
+    pub const USER_LENGTH: usize = 5;
+    /// UnknownSyscall: X0 to X7, FaultIP, SP, LR, SPSR, Syscall.
+    pub const SYSCALL_IP: usize = 8;
+    pub const SYSCALL_NUMBER: usize = 12;
+    pub const SYSCALL_LENGTH: usize = 13;
 }
 
 /// AArch64 fault status codes (ESR.ISS.DFSC) the system uses.
@@ -155,8 +177,8 @@ pub mod fsr {
 /// A fault message as the parent receives it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Fault {
-    /// A data or instruction abort. For a tag-check fault, `addr` carries the
-    /// pointer's logical tag in bits 59:56 (FAR_EL1 does, with FEAT_MTE).
+    /// A data or instruction abort. With top-byte-ignore, `addr` (FAR_EL1)
+    /// keeps the pointer's top byte, so bits 59:56 are its logical tag.
     VmFault {
         ip: u64,
         addr: u64,
@@ -167,14 +189,16 @@ pub enum Fault {
     UserException { ip: u64, number: u64, code: u64 },
     /// A system call the kernel does not know.
     UnknownSyscall { ip: u64, number: u64 },
-    /// Any other label, raw.
+    /// Any other label (a cap fault, a timeout), raw.
     Other { label: u64 },
 }
 
 impl Fault {
-    /// Writes the fault's registers as the kernel lays them out; returns the
-    /// message info.
+    /// Writes the fault's registers as the kernel lays them out (registers
+    /// the simulator does not model, such as SP and SPSR, are zero); returns
+    /// the message info.
     pub fn encode(&self, mrs: &mut [u64]) -> MessageInfo {
+        use fault_mr::*;
         match *self {
             Fault::VmFault {
                 ip,
@@ -182,16 +206,25 @@ impl Fault {
                 prefetch,
                 fsr,
             } => {
-                mrs[..4].copy_from_slice(&[ip, addr, u64::from(prefetch), fsr]);
-                MessageInfo::new(fault_label::VM_FAULT, 4)
+                mrs[..VM_LENGTH].fill(0);
+                mrs[VM_IP] = ip;
+                mrs[VM_ADDR] = addr;
+                mrs[VM_PREFETCH] = u64::from(prefetch);
+                mrs[VM_FSR] = fsr;
+                MessageInfo::new(fault_label::VM_FAULT, VM_LENGTH)
             }
             Fault::UserException { ip, number, code } => {
-                mrs[..3].copy_from_slice(&[ip, number, code]);
-                MessageInfo::new(fault_label::USER_EXCEPTION, 3)
+                mrs[..USER_LENGTH].fill(0);
+                mrs[USER_IP] = ip;
+                mrs[USER_NUMBER] = number;
+                mrs[USER_CODE] = code;
+                MessageInfo::new(fault_label::USER_EXCEPTION, USER_LENGTH)
             }
             Fault::UnknownSyscall { ip, number } => {
-                mrs[..2].copy_from_slice(&[ip, number]);
-                MessageInfo::new(fault_label::UNKNOWN_SYSCALL, 2)
+                mrs[..SYSCALL_LENGTH].fill(0);
+                mrs[SYSCALL_IP] = ip;
+                mrs[SYSCALL_NUMBER] = number;
+                MessageInfo::new(fault_label::UNKNOWN_SYSCALL, SYSCALL_LENGTH)
             }
             Fault::Other { label } => MessageInfo::new(label, 0),
         }
@@ -199,22 +232,23 @@ impl Fault {
 
     /// Reads a fault message.
     pub fn decode(info: MessageInfo, mrs: &[u64]) -> Fault {
+        use fault_mr::*;
         let mr = |i: usize| mrs.get(i).copied().unwrap_or(0);
         match (info.label(), info.count()) {
-            (fault_label::VM_FAULT, 4..) => Fault::VmFault {
-                ip: mr(0),
-                addr: mr(1),
-                prefetch: mr(2) != 0,
-                fsr: mr(3),
+            (fault_label::VM_FAULT, VM_LENGTH..) => Fault::VmFault {
+                ip: mr(VM_IP),
+                addr: mr(VM_ADDR),
+                prefetch: mr(VM_PREFETCH) != 0,
+                fsr: mr(VM_FSR),
             },
-            (fault_label::USER_EXCEPTION, 3..) => Fault::UserException {
-                ip: mr(0),
-                number: mr(1),
-                code: mr(2),
+            (fault_label::USER_EXCEPTION, USER_LENGTH..) => Fault::UserException {
+                ip: mr(USER_IP),
+                number: mr(USER_NUMBER),
+                code: mr(USER_CODE),
             },
-            (fault_label::UNKNOWN_SYSCALL, 2..) => Fault::UnknownSyscall {
-                ip: mr(0),
-                number: mr(1),
+            (fault_label::UNKNOWN_SYSCALL, SYSCALL_LENGTH..) => Fault::UnknownSyscall {
+                ip: mr(SYSCALL_IP),
+                number: mr(SYSCALL_NUMBER),
             },
             (label, _) => Fault::Other { label },
         }
@@ -223,6 +257,59 @@ impl Fault {
     /// Whether it is a synchronous MTE tag-check fault.
     pub fn is_tag_check(&self) -> bool {
         matches!(self, Fault::VmFault { fsr, .. } if fsr & 0x3f == fsr::SYNC_TAG_CHECK)
+    }
+
+    /// The registers a handler must read to decode a fault.
+    pub const MAX_LENGTH: usize = fault_mr::SYSCALL_LENGTH;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_labels_and_layouts_are_sel4_mcs_aarch64() {
+        // Pinned against seL4's shared_types.bf (MCS) and aarch64 types.bf.
+        assert_eq!(fault_label::VM_FAULT, 6);
+        assert_eq!(fault_label::TIMEOUT, 5);
+        let mut mrs = [0u64; 16];
+        let info = Fault::UserException {
+            ip: 0x40,
+            number: 7,
+            code: 9,
+        }
+        .encode(&mut mrs);
+        assert_eq!((info.label(), info.count()), (3, 5));
+        assert_eq!(mrs[..5], [0x40, 0, 0, 7, 9]);
+        let info = Fault::UnknownSyscall {
+            ip: 0x80,
+            number: 12,
+        }
+        .encode(&mut mrs);
+        assert_eq!((info.label(), info.count()), (2, 13));
+        assert_eq!((mrs[8], mrs[12]), (0x80, 12));
+        for fault in [
+            Fault::VmFault {
+                ip: 1,
+                addr: 0x0600_0000_4000_0010,
+                prefetch: false,
+                fsr: fsr::SYNC_TAG_CHECK,
+            },
+            Fault::UserException {
+                ip: 2,
+                number: 3,
+                code: 4,
+            },
+            Fault::UnknownSyscall { ip: 5, number: 6 },
+        ] {
+            let info = fault.encode(&mut mrs);
+            assert_eq!(Fault::decode(info, &mrs), fault);
+        }
+        assert!(Fault::decode(MessageInfo::new(6, 4), &[0, 0, 0, 0x11]).is_tag_check());
+        assert_eq!(
+            Fault::decode(MessageInfo::new(5, 2), &[]),
+            Fault::Other { label: 5 }
+        );
     }
 }
 

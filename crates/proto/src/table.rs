@@ -260,7 +260,8 @@ fn parse_client<'t>(fields: impl Iterator<Item = &'t str>) -> Result<ClientEntry
     if window_pages == 0 {
         return Err(TableRule::WindowEmpty);
     }
-    if window_base + u64::from(window_pages) * PAGE > crate::MAX_USER_VADDR + 1 {
+    let end = window_base.checked_add(u64::from(window_pages) * PAGE);
+    if end.is_none_or(|end| end > crate::MAX_USER_VADDR + 1) {
         return Err(TableRule::WindowOutOfRange);
     }
     if quota_frames == 0 {

@@ -307,9 +307,8 @@ pub fn load_sdf(options: &Options) -> Result<tagloan_sim::Sdf, SimError> {
     let mut sdf =
         tagloan_sim::Sdf::load(&options.sdf, &options.search_path).map_err(SimError::Sdf)?;
     if let Some(platform) = &options.platform {
-        if let Some(index) = sdf.region(tagloan_sim::system::DTB_REGION) {
-            sdf.regions[index].prefill = Some((platform.display().to_string(), platform.clone()));
-        }
+        sdf.set_prefill(tagloan_sim::system::DTB_REGION, platform)
+            .map_err(SimError::Sdf)?;
     }
     Ok(sdf)
 }

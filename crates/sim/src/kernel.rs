@@ -77,6 +77,9 @@ pub enum Injection {
     /// `pd` is stopped at its first kernel event at or after `step`, as if
     /// its TCB were suspended: nobody is told, its handler ends.
     StopAtStep { pd: String, step: u64 },
+    /// `pd` crashes right after its `fault`-th fault (from 0) was resolved
+    /// and it was resumed, before it retries the access.
+    CrashAfterFault { pd: String, fault: u64 },
     /// One bit of `pd`'s `call`-th PPC (label or a register) is flipped.
     CorruptCall { pd: String, call: u64 },
     /// `pd`'s `index`-th notification (from 0) is lost.
@@ -119,6 +122,11 @@ pub enum SimError {
         pd: String,
         image: String,
     },
+    /// A region's prefill cannot be loaded.
+    Prefill {
+        region: String,
+        message: String,
+    },
 }
 
 impl std::fmt::Display for SimError {
@@ -126,6 +134,9 @@ impl std::fmt::Display for SimError {
         match self {
             SimError::Sdf(e) => write!(f, "{e}"),
             SimError::System(e) => write!(f, "{e}"),
+            SimError::Prefill { region, message } => {
+                write!(f, "memory region `{region}`: {message}")
+            }
             SimError::NoHandler { pd, image } => write!(
                 f,
                 "PD `{pd}`: no handler is registered for program image `{image}`; register it in the simulator's registry"
@@ -151,6 +162,7 @@ struct PdState {
     mrs: Box<[u64; MSG_MAX_LENGTH]>,
     calls: u64,
     notifies: u64,
+    faults: u64,
     client: Option<ClientId>,
     executing: bool,
     /// Readable regions mapped into it: name -> contents.
@@ -243,9 +255,24 @@ impl Sim {
                     writable.push((region.name.clone(), region.size as usize));
                 } else {
                     let mut bytes = match &region.prefill {
-                        Some((_, path)) => std::fs::read(path).unwrap_or_default(),
+                        Some((name, path)) => {
+                            std::fs::read(path).map_err(|e| SimError::Prefill {
+                                region: region.name.clone(),
+                                message: format!("cannot read `{name}` ({}): {e}", path.display()),
+                            })?
+                        }
                         None => Vec::new(),
                     };
+                    if bytes.len() as u64 > region.size {
+                        return Err(SimError::Prefill {
+                            region: region.name.clone(),
+                            message: format!(
+                                "the prefill has {} bytes, more than the region's {}; raise its size",
+                                bytes.len(),
+                                region.size
+                            ),
+                        });
+                    }
                     bytes.resize(region.size as usize, 0);
                     regions.insert(region.name.clone(), bytes);
                 }
@@ -256,6 +283,7 @@ impl Sim {
                 mrs: Box::new([0; MSG_MAX_LENGTH]),
                 calls: 0,
                 notifies: 0,
+                faults: 0,
                 client: system.as_ref().and_then(|s| s.client_of(index)),
                 executing: false,
                 regions,
@@ -294,6 +322,9 @@ impl Sim {
         let mut order: Vec<usize> = (0..self.core.pds.len()).collect();
         order.sort_by_key(|&pd| std::cmp::Reverse(self.core.sdf.pds[pd].priority));
         for pd in order {
+            if self.core.pds[pd].state != RunState::Running {
+                continue;
+            }
             self.core.record(Event::Init { pd });
             run_handler(&mut self.core, &mut self.handlers, pd, |h, env| h.init(env));
             self.settle();
@@ -420,6 +451,17 @@ impl Sim {
     /// The checked SDF.
     pub fn sdf(&self) -> &Sdf {
         &self.core.sdf
+    }
+
+    /// Suspends `pd` now, as a debugger would: nobody is told. Returns
+    /// false if there is no such PD.
+    pub fn stop_now(&mut self, pd: &str) -> bool {
+        let Some(index) = self.core.sdf.pd(pd) else {
+            return false;
+        };
+        self.core.pds[index].state = RunState::Stopped;
+        self.core.record(Event::Stop { pd: index });
+        true
     }
 
     /// Whether `pd` is running (not stopped).
@@ -576,6 +618,13 @@ impl PdEnv<'_> {
             self.core.record(Event::Stop { pd: child });
             return false;
         };
+        if self.core.pds[parent].state != RunState::Running {
+            // The parent is dead: its fault endpoint has no receiver, and
+            // the child blocks on it for ever.
+            self.core.pds[child].state = RunState::Stopped;
+            self.core.record(Event::Stop { pd: child });
+            return false;
+        }
         let child_id = self.core.sdf.pds[child]
             .child_id
             .expect("a child PD has an id");
@@ -589,6 +638,18 @@ impl PdEnv<'_> {
             child,
             resumed: reply.is_some(),
         });
+        let index = self.core.pds[child].faults;
+        self.core.pds[child].faults += 1;
+        if reply.is_some()
+            && self.running()
+            && self.core.take_injection(child, |i, n| {
+                matches!(i, Injection::CrashAfterFault { pd, fault } if pd == n && *fault == index)
+            })
+        {
+            // The parent resolved the fault and resumed us; we crash before
+            // the access is retried.
+            return self.crash("crash after the fault was resolved, before the retry");
+        }
         if reply.is_none() && self.core.pds[child].state == RunState::Running {
             // Nobody answered and nobody restarted it: blocked for ever.
             self.core.pds[child].state = RunState::Stopped;
@@ -664,7 +725,10 @@ impl PdEnv<'_> {
                     Ok(()) => break,
                     Err(AccessFault::Vm { vaddr }) => Fault::VmFault {
                         ip: self.core.step,
-                        addr: vaddr,
+                        // FAR_EL1 keeps the top byte of the pointer (TBI),
+                        // so a tagged pointer's fault address carries its
+                        // tag, as on hardware.
+                        addr: vaddr | (at & (0xff << 56)),
                         prefetch: false,
                         fsr: match self
                             .client()
@@ -761,6 +825,19 @@ impl Env for PdEnv<'_> {
             self.core.record(Event::Inject { pd: me, what });
         }
         let callee = theirs.pd;
+        if self.core.pds[callee].state != RunState::Running {
+            // A stopped server receives nothing: the caller blocks for ever.
+            self.core.record(Event::Print {
+                pd: me,
+                text: format!(
+                    "call to `{}`, which is stopped: blocked",
+                    self.core.sdf.pds[callee].name
+                ),
+            });
+            self.core.pds[me].state = RunState::Stopped;
+            self.core.record(Event::Stop { pd: me });
+            return Err(Stopped);
+        }
         let words: Vec<u64> = self.core.pds[me].mrs[..count].to_vec();
         self.core.pds[callee].mrs[..count].copy_from_slice(&words);
         self.core.record(Event::Call {

@@ -144,6 +144,38 @@ impl Sdf {
         Some(std::fs::read(path))
     }
 
+    /// Replaces the prefill of region `name` with the file at `path`, with
+    /// the checks `prefill_path` gets: it exists and fits the region.
+    pub fn set_prefill(&mut self, name: &str, path: &Path) -> Result<(), SdfError> {
+        let index = self.region(name).ok_or_else(|| SdfError {
+            at: Location {
+                file: self.path.display().to_string(),
+                line: 1,
+                column: 1,
+            },
+            element: "<system>".into(),
+            message: format!("there is no memory region `{name}` to prefill"),
+        })?;
+        let region = &mut self.regions[index];
+        let fail = |message: String| SdfError {
+            at: region.at.clone(),
+            element: format!("<memory_region name=\"{name}\">"),
+            message,
+        };
+        let length = std::fs::metadata(path)
+            .map_err(|e| fail(format!("cannot read `{}`: {e}", path.display())))?
+            .len();
+        if length > region.size {
+            return Err(fail(format!(
+                "`{}` has {length} bytes, more than the region's {}; raise its size",
+                path.display(),
+                region.size
+            )));
+        }
+        region.prefill = Some((path.display().to_string(), path.to_path_buf()));
+        Ok(())
+    }
+
     /// Loads and checks the SDF at `path`. `search_path` is where
     /// `prefill_path` files are looked up after the SDF's own directory
     /// (like the `microkit` tool's `--search-path`).
@@ -203,6 +235,9 @@ struct Parser<'d, 'i> {
 }
 
 type Node<'d, 'i> = roxmltree::Node<'d, 'i>;
+
+/// The end of a PD's address space: 48-bit virtual addresses.
+pub const USER_TOP: u64 = 1 << 48;
 
 fn describe(node: Node) -> String {
     match node.attribute("name") {
@@ -482,6 +517,15 @@ impl Parser<'_, '_> {
                             child,
                             format!(
                                 "vaddr {:#x} is not aligned to the region's page size {page:#x}",
+                                map.vaddr
+                            ),
+                        ));
+                    }
+                    if map.vaddr.checked_add(size).is_none_or(|end| end > USER_TOP) {
+                        return Err(self.error(
+                            child,
+                            format!(
+                                "the mapping at {:#x} of {size:#x} bytes leaves the user address space (below {USER_TOP:#x})",
                                 map.vaddr
                             ),
                         ));

@@ -395,6 +395,30 @@ impl System {
                 format!("the server must map `{BOOKKEEPING_REGION}` read-write"),
             ));
         }
+        // Each PD maps what it reads at `init`.
+        let mut needs = vec![
+            (server, dtb_index),
+            (server, table_index),
+            (fault_handler, table_index),
+        ];
+        needs.extend(clients.iter().map(|&pd| (pd, table_index)));
+        for (pd, region) in needs {
+            let decl = &sdf.pds[pd];
+            if !decl
+                .maps
+                .iter()
+                .any(|m| m.region == region && m.perms.contains('r'))
+            {
+                return Err(error(
+                    &decl.at,
+                    format!("<protection_domain name=\"{}\">", decl.name),
+                    format!(
+                        "must map `{}` readable: it reads it at init (add <map mr=\"{}\" vaddr=... perms=\"r\"/>)",
+                        sdf.regions[region].name, sdf.regions[region].name
+                    ),
+                ));
+            }
+        }
         Ok(System {
             platform,
             table,

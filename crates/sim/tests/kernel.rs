@@ -468,3 +468,48 @@ fn an_injected_stop_ends_the_pd_silently_at_its_step() {
         (0, 0, 1, 1)
     );
 }
+
+#[test]
+fn a_call_to_a_stopped_server_and_a_fault_to_a_stopped_parent_block_the_caller() {
+    // The server is stopped: the client's PPC finds no receiver and blocks.
+    let (mut sim, log) = system(0, false, Config::default());
+    assert!(sim.stop_now("server"));
+    sim.run(100);
+    assert_eq!(*log.borrow(), ["call stopped"]);
+    assert!(!sim.is_running("client"));
+    // The parent is stopped: the client's fault goes nowhere and it blocks.
+    let (mut sim, log) = system(0, false, Config::default());
+    assert!(sim.stop_now("parent"));
+    sim.run(100);
+    assert_eq!(
+        *log.borrow(),
+        [
+            "protected ch5 label9 count1 mr0=41",
+            "reply label5 mr0=42",
+            "load stopped"
+        ]
+    );
+    assert_eq!(
+        sim.summary().faults_vm,
+        1,
+        "the fault is raised, but no handler runs"
+    );
+}
+
+#[test]
+fn a_mapping_that_leaves_the_address_space_is_refused() {
+    let text = PAIR
+        .replace(
+            "<program_image path=\"client.elf\" />",
+            "<program_image path=\"client.elf\" /><map mr=\"m\" vaddr=\"0xfffffffffffff000\" />",
+        )
+        .replace(
+            "<system>",
+            "<system><memory_region name=\"m\" size=\"0x2000\" />",
+        );
+    let message = error_of(&text);
+    assert!(
+        message.contains("leaves the user address space"),
+        "{message}"
+    );
+}

@@ -4,7 +4,9 @@
 //! the fault handler, which has the server reserve the tag block and map the
 //! page tagged, and the client resumes. It then checks that its data
 //! survived, that the pages are tagged, and that their tags are zero (a load
-//! through a tag-0 pointer succeeds on every granule it checks).
+//! through a tag-0 pointer succeeds on every granule it checks). The first
+//! page of each round is touched by a tag store (STG) through a tagged
+//! pointer, as an allocator retagging its memory would.
 #![no_std]
 
 use tagloan_client::{
@@ -175,9 +177,20 @@ impl Worker for Lazy {
                 for page in 0..self.pages() {
                     let at = base + page * PAGE;
                     // The first touch faults; the handler resolves it and we
-                    // resume here. A tag-0 pointer must match zeroed tags.
-                    for word in [at, at + PAGE - 8] {
+                    // resume here. The first page is touched the way an
+                    // allocator would after mprotect(PROT_MTE): STG through
+                    // a freshly tagged pointer (IRG, never tag 0). The fault
+                    // address then carries that tag, which the fault handler
+                    // must strip. Elsewhere a tag-0 pointer must match the
+                    // zeroed tags.
+                    let mut first = at;
+                    if page == 0 {
+                        first = env.irg(at, 1);
+                        env.set_tags(first, 16)?;
+                    }
+                    for word in [first, at + PAGE - 8] {
                         let found = load_u64(env, word)?;
+                        let word = word & ((1 << 56) - 1);
                         let diff = found ^ pattern(word, self.generation());
                         self.counts.corrupted_bytes +=
                             (0..8).filter(|b| diff >> (8 * b) & 0xff != 0).count() as u64;

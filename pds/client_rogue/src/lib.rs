@@ -5,10 +5,14 @@
 
 use tagloan_client::{
     channels, my_entry, AllocFlags, ClientTable, Env, Op, Paced, Progress, Request, Server,
-    StatsReply, Status, Stopped, Worker, MAX_MESSAGE_WORDS, PROTOCOL_VERSION,
+    StatsReply, Status, Stopped, Worker, PROTOCOL_VERSION,
 };
 
 const PAGE: u64 = 4096;
+/// The page (from the window base) it holds, mapped and unpinned, during
+/// the cases: past the range the quota-overrun case asks for (the window
+/// has 256 pages, the quota 64), so that case meets the quota first.
+const HELD_PAGE: u64 = 200;
 
 /// One bad request and the status it must get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +49,7 @@ fn raw(name: &'static str, label: u64, given: &[u64], expected: Status) -> Case 
 }
 
 /// Every case, given its own window and another client's.
-pub fn cases(mine: u64, quota: u32, other: u64) -> [Case; 20] {
+pub fn cases(mine: u64, quota: u32, other: u64) -> [Case; 21] {
     let v = PROTOCOL_VERSION;
     let plain = AllocFlags::default();
     // The smallest order whose pages exceed the quota.
@@ -152,9 +156,16 @@ pub fn cases(mine: u64, quota: u32, other: u64) -> [Case; 20] {
             Status::NotMapped,
         ),
         case(
-            "unpin what is not pinned",
+            "unpin what is not mapped",
             Request::Unpin { vaddr: mine },
             Status::NotMapped,
+        ),
+        case(
+            "unpin what is not pinned",
+            Request::Unpin {
+                vaddr: mine + HELD_PAGE * PAGE,
+            },
+            Status::InvalidArgument,
         ),
         case(
             "resolve_fault (fault handler only)",
@@ -207,6 +218,9 @@ pub struct Rogue {
     pub refused_as_documented: u64,
     pub unexpected: u64,
     pub state_changed: u64,
+    /// Set-up requests (which must succeed) that failed.
+    pub setup_failed: u64,
+    released: bool,
     /// The first case that went wrong, for the report.
     pub first_unexpected: Option<(&'static str, u64)>,
 }
@@ -218,6 +232,7 @@ impl Worker for Rogue {
             refused_as_documented: self.refused_as_documented,
             unexpected: self.unexpected,
             state_changed: self.state_changed,
+            setup_failed: self.setup_failed,
             first_unexpected: self.first_unexpected,
             ..Rogue::default()
         };
@@ -241,21 +256,33 @@ impl Worker for Rogue {
         let server = Server::new(tagloan_client::Channel::new(
             channels::CLIENT_TO_SERVER as usize,
         ));
+        let held = self.mine + HELD_PAGE * PAGE;
         if !self.setup_done {
-            // One page of its own, allocated and freed, for the double free.
+            // A page allocated and freed, for the double free; and a page
+            // held, mapped and unpinned, for the unpin case.
             let plain = AllocFlags::default();
-            let _ = server.alloc(env, self.mine, 0, plain)?;
-            let _ = server.free(env, self.mine)?;
+            let setup = [
+                server.alloc(env, self.mine, 0, plain)?.map(|_| ()),
+                server.free(env, self.mine)?.map(|_| ()),
+                server.alloc(env, held, 0, plain)?.map(|_| ()),
+            ];
+            self.setup_failed += setup.iter().filter(|r| r.is_err()).count() as u64;
             self.setup_done = true;
             return Ok(Progress::More);
         }
         let all = cases(self.mine, self.quota, self.other);
         let Some(case) = all.get(self.next) else {
+            if !self.released {
+                self.released = true;
+                if server.free(env, held)?.is_err() {
+                    self.setup_failed += 1;
+                }
+            }
             return Ok(Progress::Done);
         };
         self.next += 1;
         let before = server.stats(env)?.ok();
-        let (info, words) = server.call_raw(env, case.label, &case.words[..case.count])?;
+        let (info, _) = server.call_raw(env, case.label, &case.words[..case.count])?;
         let after = server.stats(env)?.ok();
         self.cases_run += 1;
         let status = Status::from_label(info.label());
@@ -265,13 +292,11 @@ impl Worker for Rogue {
             self.unexpected += 1;
             self.first_unexpected
                 .get_or_insert((case.name, info.label()));
-            let _ = words;
         }
         match (before, after) {
             (Some(b), Some(a)) if state_of(&b) == state_of(&a) && a.failures == b.failures + 1 => {}
             _ => self.state_changed += 1,
         }
-        let _ = MAX_MESSAGE_WORDS;
         Ok(Progress::More)
     }
 
@@ -280,6 +305,16 @@ impl Worker for Rogue {
         report("refused_as_documented", self.refused_as_documented);
         report("unexpected", self.unexpected);
         report("state_changed", self.state_changed);
+        report("setup_failed", self.setup_failed);
+        if let Some((name, label)) = self.first_unexpected {
+            // The case's position in `cases()`, and the status it got.
+            let index = cases(0, 1, 0)
+                .iter()
+                .position(|c| c.name == name)
+                .unwrap_or(usize::MAX);
+            report("first_unexpected_case", index as u64);
+            report("first_unexpected_status", label);
+        }
     }
 }
 

@@ -8,7 +8,8 @@
 //! - An MTE tag-check fault is reported with the address and both tags; the
 //!   client is stopped and the server reclaims its frames.
 //! - Any other fault is reported, the client's frames are reclaimed, and it
-//!   is restarted clean.
+//!   is restarted clean, at most [`MAX_RESTARTS`] times; after that it is
+//!   stopped.
 //!
 //! It also paces its clients: each client notifies it after a unit of work
 //! (and once from `init`), and it notifies the client back, so clients of
@@ -21,6 +22,8 @@ use tagloan_microkit::{
 };
 
 const MAX_CLIENTS: usize = tagloan_client::MAX_TABLE_CLIENTS;
+/// Restarts a client gets before a further fault stops it for good.
+pub const MAX_RESTARTS: u32 = 3;
 
 /// Counts of what the handler did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +42,7 @@ pub struct Counts {
 pub struct FaultHandler {
     table: Option<ClientTable>,
     stopped: [bool; MAX_CLIENTS],
+    restarts: [u32; MAX_CLIENTS],
     counts: Counts,
 }
 
@@ -57,6 +61,7 @@ impl FaultHandler {
         FaultHandler {
             table: None,
             stopped: [false; MAX_CLIENTS],
+            restarts: [0; MAX_CLIENTS],
             counts: Counts {
                 resolved: 0,
                 tag_check: 0,
@@ -105,6 +110,17 @@ impl FaultHandler {
     }
 
     fn restart(&mut self, env: &mut dyn Env, child: Child, client: u8, name: &str) {
+        let restarts = &mut self.restarts[usize::from(client)];
+        if *restarts >= MAX_RESTARTS {
+            // A client that keeps faulting would be restarted for ever.
+            tagloan_microkit::debug_println!(
+                env,
+                "fault_handler: {name} faulted after {MAX_RESTARTS} restarts; stopping it"
+            );
+            self.stop(env, child, client, name);
+            return;
+        }
+        *restarts += 1;
         // Reclaim first, so the client starts clean, with nothing mapped.
         self.reclaim(env, client, name);
         env.pd_restart(child);
@@ -154,7 +170,7 @@ impl Handler for FaultHandler {
     }
 
     fn fault(&mut self, env: &mut dyn Env, child: Child, info: MessageInfo) -> Option<MessageInfo> {
-        let mut mrs = [0u64; 4];
+        let mut mrs = [0u64; Fault::MAX_LENGTH];
         for (i, w) in mrs
             .iter_mut()
             .enumerate()
@@ -199,6 +215,9 @@ impl Handler for FaultHandler {
                 None
             }
             Fault::VmFault { addr, .. } => {
+                // FAR keeps the pointer's top byte (its tag): the server
+                // wants the address alone.
+                let addr = addr & ((1 << 56) - 1);
                 match server().resolve_fault(env, client, addr, FaultKind::Access) {
                     Ok(Ok(_)) => {
                         self.counts.resolved += 1;

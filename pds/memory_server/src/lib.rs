@@ -69,7 +69,7 @@ struct Serving {
     table: ClientTable,
     fault_handler_channel: Option<u8>,
     /// Whether the hardware stores tags (the init-time probe).
-    tags_stored: bool,
+    probe: TagProbe,
     calls: u64,
     refused_malformed: u64,
     refused_permission: u64,
@@ -141,12 +141,12 @@ impl MemoryServer {
         let mut pool =
             Pool::new(platform.layout, specs, config, storage).map_err(StartError::Pool)?;
         let machine = env.machine().ok_or(StartError::NoMachine)?;
-        let tags_stored = probe_tags(&mut pool, machine);
+        let probe = probe_tags(&mut pool, machine);
         Ok(Serving {
             pool,
             fault_handler_channel: table.fault_handler.as_ref().map(|(_, c)| *c),
             table,
-            tags_stored,
+            probe,
             calls: 0,
             refused_malformed: 0,
             refused_permission: 0,
@@ -154,18 +154,35 @@ impl MemoryServer {
     }
 }
 
-/// DESIGN §7: store a non-zero tag on a scratch frame and read it back. On
-/// seL4 without kernel MTE support the instructions run but store nothing.
-fn probe_tags(pool: &mut Pool<'static>, machine: &mut dyn Machine) -> bool {
+/// What the start-up tag probe found (DESIGN §7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagProbe {
+    /// A tag written to a scratch frame read back: tags are stored.
+    Stored,
+    /// It read back as zero: this kernel does not enable MTE for user
+    /// mappings, so tag checks will never fire.
+    NotStored,
+    /// There is no tag storage to probe with (MTE off, none described, or
+    /// reuse disabled): tagged memory is `unsupported`.
+    NoTagStorage,
+}
+
+/// Stores a non-zero tag on a scratch frame and reads it back. On seL4
+/// without kernel MTE support the instructions run but store nothing.
+fn probe_tags(pool: &mut Pool<'static>, machine: &mut dyn Machine) -> TagProbe {
     let Ok(frame) = pool.take_server_frame(machine, true) else {
-        return false; // no tag storage at all: nothing to enforce
+        return TagProbe::NoTagStorage;
     };
     let pattern: FrameTags = [0xa5; TAG_BYTES_PER_FRAME];
     machine.write_tags(frame, &pattern);
     let mut back = [0; TAG_BYTES_PER_FRAME];
     machine.read_tags(frame, &mut back);
     machine.zero_tags(frame);
-    back == pattern
+    if back == pattern {
+        TagProbe::Stored
+    } else {
+        TagProbe::NotStored
+    }
 }
 
 impl Serving {
@@ -329,10 +346,12 @@ impl Handler for MemoryServer {
                     s.tag_frames_total,
                     s.blocks_total,
                     serving.table.clients.len(),
-                    if serving.tags_stored {
-                        "stored (enforcement on)"
-                    } else {
-                        "NOT stored by this kernel: tag enforcement off"
+                    match serving.probe {
+                        TagProbe::Stored => "stored: tag checks are enforced",
+                        TagProbe::NotStored =>
+                            "NOT stored by this kernel: tagged memory is served, but no tag check will ever fire",
+                        TagProbe::NoTagStorage =>
+                            "no tag storage to probe: tagged requests get `unsupported`",
                     }
                 );
                 self.serving = Some(serving);
@@ -420,7 +439,7 @@ impl Handler for MemoryServer {
             ("deferred_restored", s.deferred_restored),
             ("failures", s.failures.total()),
             ("no_memory", s.failures.no_memory),
-            ("tags_stored", u64::from(serving.tags_stored)),
+            ("tags_stored", u64::from(serving.probe == TagProbe::Stored)),
         ] {
             sink.counter(name, value);
         }

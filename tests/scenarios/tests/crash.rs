@@ -83,40 +83,52 @@ fn a_client_crashed_in_the_middle_of_any_operation_leaks_nothing() {
 
 #[test]
 fn a_crash_during_a_lazy_tagging_fault_leaks_nothing() {
-    // Crash the lazy client at each of its first kernel steps, including
-    // while its tag-enable faults are being resolved.
-    let options = Options::default();
-    let clean = run_plans(
-        "lazy (clean)",
-        Plans {
-            lazy: plans().lazy,
-            ..Plans::default()
-        },
-        &options,
-    )
-    .unwrap();
+    // Crash the lazy client right after each of its tag-enable faults was
+    // resolved (block reserved, page mapped tagged) and before it retries
+    // the access; and at every third kernel step of its run.
+    let lazy = || Plans {
+        lazy: plans().lazy,
+        ..Plans::default()
+    };
+    let clean = run_plans("lazy (clean)", lazy(), &Options::default()).unwrap();
+    assert!(clean.faults_resolved >= 4);
     let mut crashed = 0;
+    let mut injections = Vec::new();
+    for fault in 0..clean.faults_resolved {
+        injections.push(Injection::CrashAfterFault {
+            pd: "client_lazy".into(),
+            fault,
+        });
+    }
     for step in (1..clean.summary.steps).step_by(3) {
+        injections.push(Injection::CrashAtStep {
+            pd: "client_lazy".into(),
+            step,
+        });
+    }
+    let runs = injections.len();
+    for injection in injections {
         let o = Options {
-            injections: vec![Injection::CrashAtStep {
-                pd: "client_lazy".into(),
-                step,
-            }],
+            injections: vec![injection.clone()],
             ..Options::default()
         };
-        let r = run_plans(
-            "crash-at-step",
-            Plans {
-                lazy: plans().lazy,
-                ..Plans::default()
-            },
-            &o,
-        )
-        .unwrap();
+        let r = run_plans("crash-in-lazy", lazy(), &o).unwrap();
         assert_sound(&r);
         assert_no_leak(&r);
+        // A crash at a step fires at the client's first kernel event from
+        // that step on: none if it had finished by then.
+        if let Injection::CrashAfterFault { .. } = injection {
+            assert_eq!(r.summary.injections, 1, "{injection:?} did not fire");
+        }
+        assert_eq!(r.summary.restarts, r.summary.injections, "{injection:?}");
         crashed += r.summary.injections;
     }
-    assert!(crashed > 10);
-    report(&format!("scenario crash-at-step: {crashed} crashes of client_lazy at every third kernel step, 0 leaks, 0 violations"));
+    assert!(
+        crashed > clean.faults_resolved + 10,
+        "{crashed} of {runs} fired"
+    );
+    report(&format!(
+        "scenario crash-in-lazy: {runs} runs, {crashed} crashes of client_lazy: after each of its {} resolved tag-enable faults, and at every third kernel step while it ran; 0 leaks, 0 violations",
+        clean.faults_resolved
+    ));
 }

@@ -90,9 +90,9 @@ pub fn check(
     if let Some(platform) = &platform {
         check_platform(platform)?;
         let dtb = crate::platform_dtb_path(platform)?;
-        if let Some(index) = description.region(DTB_REGION) {
-            description.regions[index].prefill = Some((platform.display().to_string(), dtb));
-        }
+        description
+            .set_prefill(DTB_REGION, &dtb)
+            .map_err(|e| e.to_string())?;
     }
     let system = System::from_sdf(&description).map_err(|e| e.to_string())?;
     if let TagStorage::Disabled(e) = &system.platform.tag_storage {

@@ -95,6 +95,7 @@ fn check_rejects_every_broken_system_with_a_located_message() {
         ("tag-storage-elsewhere", "but no memory_region has phys_addr=\"0x88000000\""),
         ("client-not-a-child", "a client must be a child of `fault_handler` with id=\"4\""),
         ("bookkeeping-too-small", "0x40000 bytes, but the pool tables need 0x79560; raise size"),
+        ("server-without-dtb", "<protection_domain name=\"memory_server\">: must map `dtb` readable: it reads it at init"),
     ];
     for (name, message) in cases {
         let file = format!("tests/sdf/invalid/{name}.xml");
@@ -168,6 +169,29 @@ fn run_random_json_is_deterministic_per_seed_and_sound_for_every_seed() {
         "tagloan run --scenario random --steps 100000 --json: seed 42 twice identical ({} IPCs, {} recalls, {} invariant checks, 0 violations); seed 43 differs",
         value["ipcs"], value["recalls"], value["invariant_checks"]
     ));
+}
+
+#[test]
+fn a_platform_bigger_than_its_region_is_refused_not_truncated() {
+    let big = std::env::temp_dir().join(format!("tagloan-big-{}.dtb", std::process::id()));
+    std::fs::write(&big, vec![0u8; 5000]).unwrap();
+    for command in ["run", "check"] {
+        let args: Vec<&str> = if command == "run" {
+            vec!["run", "--platform", big.to_str().unwrap()]
+        } else {
+            vec!["check", "system.xml", "--platform", big.to_str().unwrap()]
+        };
+        let o = tagloan(&args);
+        assert_eq!(o.status.code(), Some(1), "{command}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("more than the region's 4096")
+                || err.contains("Malformed")
+                || err.contains("bad header"),
+            "{command}: {err}"
+        );
+    }
+    let _ = std::fs::remove_file(big);
 }
 
 #[test]
