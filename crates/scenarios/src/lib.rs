@@ -206,6 +206,19 @@ impl Worker for Idle {
     fn counters(&self, _report: &mut dyn FnMut(&str, u64)) {}
 }
 
+/// A constructor for a client PD running `make(plan)`, or idle without a plan.
+fn worker<P: Copy + 'static, W: Worker + 'static>(
+    plan: Option<P>,
+    make: fn(P) -> W,
+) -> Box<dyn Fn() -> Box<dyn Handler>> {
+    Box::new(move || -> Box<dyn Handler> {
+        match plan {
+            Some(plan) => Box::new(Paced::new(make(plan))),
+            None => Box::new(Paced::new(Idle)),
+        }
+    })
+}
+
 /// The registry of the repo's PDs with `plans`.
 pub fn registry(plans: Plans) -> Registry {
     let mut registry = Registry::new();
@@ -215,70 +228,33 @@ pub fn registry(plans: Plans) -> Registry {
     registry.register("fault_handler", || {
         Box::new(fault_handler::FaultHandler::new())
     });
-    let random = plans.random;
-    let client = move |name: &'static str, make: Box<dyn Fn() -> Box<dyn Handler>>| {
-        move || -> Box<dyn Handler> {
-            match random {
-                Some(seed) => {
-                    let salt = name
-                        .bytes()
-                        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let clients: [(&'static str, Box<dyn Fn() -> Box<dyn Handler>>); 4] = [
+        ("client_tagged_heap", worker(plans.heap, TaggedHeap::new)),
+        ("client_bulk", worker(plans.bulk, Bulk::new)),
+        ("client_lazy", worker(plans.lazy, Lazy::new)),
+        (
+            "client_rogue",
+            worker(plans.rogue.then_some(()), |()| Rogue::default()),
+        ),
+    ];
+    for (name, make) in clients {
+        match plans.random {
+            Some(seed) => {
+                // Each client draws from its own stream; the bulk client
+                // takes large allocations and keeps them, so memory fills.
+                let salt = name
+                    .bytes()
+                    .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+                registry.register(name, move || {
                     Box::new(Paced::new(RandomClient::new(
                         seed ^ salt,
                         name == "client_bulk",
                     )))
-                }
-                None => make(),
+                });
             }
+            None => registry.register(name, make),
         }
-    };
-    let heap = plans.heap;
-    registry.register(
-        "client_tagged_heap",
-        client(
-            "client_tagged_heap",
-            Box::new(move || match heap {
-                Some(plan) => Box::new(Paced::new(TaggedHeap::new(plan))),
-                None => Box::new(Paced::new(Idle)),
-            }),
-        ),
-    );
-    let bulk = plans.bulk;
-    registry.register(
-        "client_bulk",
-        client(
-            "client_bulk",
-            Box::new(move || match bulk {
-                Some(plan) => Box::new(Paced::new(Bulk::new(plan))),
-                None => Box::new(Paced::new(Idle)),
-            }),
-        ),
-    );
-    let lazy = plans.lazy;
-    registry.register(
-        "client_lazy",
-        client(
-            "client_lazy",
-            Box::new(move || match lazy {
-                Some(plan) => Box::new(Paced::new(Lazy::new(plan))),
-                None => Box::new(Paced::new(Idle)),
-            }),
-        ),
-    );
-    let rogue = plans.rogue;
-    registry.register(
-        "client_rogue",
-        client(
-            "client_rogue",
-            Box::new(move || {
-                if rogue {
-                    Box::new(Paced::new(Rogue::default()))
-                } else {
-                    Box::new(Paced::new(Idle))
-                }
-            }),
-        ),
-    );
+    }
     registry
 }
 
