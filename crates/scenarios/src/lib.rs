@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 pub use random::RandomClient;
 use tagloan_client::{Env, Paced, Progress, Stopped, Worker};
 use tagloan_microkit::Handler;
-use tagloan_sim::{Audit, Config, Injection, Registry, Sim, SimError, Summary};
+use tagloan_sim::{Audit, Config, Constructor, Injection, Registry, Sim, SimError, Summary};
 
 pub use client_bulk::{Bulk, BulkPlan};
 pub use client_lazy::{Lazy, LazyPlan};
@@ -210,7 +210,7 @@ impl Worker for Idle {
 fn worker<P: Copy + 'static, W: Worker + 'static>(
     plan: Option<P>,
     make: fn(P) -> W,
-) -> Box<dyn Fn() -> Box<dyn Handler>> {
+) -> Constructor {
     Box::new(move || -> Box<dyn Handler> {
         match plan {
             Some(plan) => Box::new(Paced::new(make(plan))),
@@ -228,7 +228,7 @@ pub fn registry(plans: Plans) -> Registry {
     registry.register("fault_handler", || {
         Box::new(fault_handler::FaultHandler::new())
     });
-    let clients: [(&'static str, Box<dyn Fn() -> Box<dyn Handler>>); 4] = [
+    let clients: [(&'static str, Constructor); 4] = [
         ("client_tagged_heap", worker(plans.heap, TaggedHeap::new)),
         ("client_bulk", worker(plans.bulk, Bulk::new)),
         ("client_lazy", worker(plans.lazy, Lazy::new)),
