@@ -258,6 +258,10 @@ fn bench_runs_one_benchmark_and_prints_json() {
     assert!(o.status.success(), "{}", stderr(&o));
     let value: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
     let rows = value["benchmarks"].as_array().unwrap();
-    assert!(!rows.is_empty());
+    assert_eq!(rows.len(), 3);
     assert!(rows[0]["median_ns"].as_f64().unwrap() > 0.0);
+    assert!(rows[1]["median_ns"].as_f64().unwrap() > 0.0);
+    // A rate, not a time: no assertion on its size (the machine is shared).
+    assert!(rows[2]["median_per_second"].as_f64().unwrap() > 0.0);
+    assert!(value["ratios"]["tagged_over_untagged"].as_f64().unwrap() > 0.0);
 }
