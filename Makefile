@@ -44,7 +44,7 @@ map: platforms
 check: platforms
 	$(CARGO) run --release -q -p tagloan -- check system.xml
 
-bench:
+bench: platforms
 	$(CARGO) run --release -q -p tagloan -- bench
 
 # Every test: unit, behaviour, the property suite (10,000 sequences), the

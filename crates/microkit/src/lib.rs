@@ -145,7 +145,8 @@ pub mod fault_label {
     pub const VM_FAULT: u64 = 6;
 }
 
-/// Message register layouts of the faults (AArch64, `sel4_arch/types.bf`).
+/// Message register layouts of the faults (AArch64: libsel4's
+/// `sel4_arch/constants.h`, `seL4_VMFault_*` and friends).
 mod fault_mr {
     /// VMFault: IP, Addr, PrefetchFault, FSR.
     pub const VM_IP: usize = 0;

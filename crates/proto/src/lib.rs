@@ -29,8 +29,11 @@ pub const PROTOCOL_VERSION: u64 = 1;
 const VERSION_MASK: u64 = 0xffff;
 /// Most message registers any message of this protocol uses.
 pub const MAX_MESSAGE_WORDS: usize = 10;
-/// The largest user virtual address a request may name (48-bit VA, TTBR0).
-pub const MAX_USER_VADDR: u64 = (1 << 48) - 1;
+/// The largest user virtual address a request may name. Microkit runs seL4
+/// in hypervisor mode on AArch64, where a PD's address space is as wide as
+/// the physical one: 40 bits on the QEMU virt board, the narrowest it
+/// supports. Microkit puts each PD's stack just below that top.
+pub const MAX_USER_VADDR: u64 = (1 << 40) - 1;
 /// The largest buddy order a request may ask for (2 MiB).
 pub const MAX_ORDER: u8 = tagloan_pool::MAX_ORDER;
 

@@ -104,7 +104,7 @@ impl core::fmt::Display for TableError {
             TableRule::WindowMisaligned => f.write_str("the window base is not 4 KiB aligned"),
             TableRule::WindowEmpty => f.write_str("the window has no pages"),
             TableRule::WindowOutOfRange => {
-                f.write_str("the window leaves the 48-bit user address space")
+                f.write_str("the window leaves the 40-bit user address space (below 0x10000000000)")
             }
             TableRule::WindowsOverlap { other_line } => {
                 write!(f, "the window overlaps the one on line {other_line}")

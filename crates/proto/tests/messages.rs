@@ -339,7 +339,7 @@ fn client_table_errors_name_the_line_and_the_rule() {
         ("server x", "starts with `client`"),
         (
             "client a channel=1 child=1 window=0xfffffffffffff000 pages=1 quota=1",
-            "leaves the 48-bit user address space",
+            "leaves the 40-bit user address space",
         ),
         (
             "client a channel=1 child=1 window=0x1000 pages=4 quota=1\nclient b channel=2 child=2 window=0x3000 pages=1 quota=1",

@@ -77,8 +77,9 @@ pub enum Injection {
     /// `pd` is stopped at its first kernel event at or after `step`, as if
     /// its TCB were suspended: nobody is told, its handler ends.
     StopAtStep { pd: String, step: u64 },
-    /// `pd` crashes right after its `fault`-th fault (from 0) was resolved
-    /// and it was resumed, before it retries the access.
+    /// `pd` crashes right after its `fault`-th fault (from 0, every fault
+    /// it raised counts) was resolved and it was resumed, before it retries
+    /// the access.
     CrashAfterFault { pd: String, fault: u64 },
     /// One bit of `pd`'s `call`-th PPC (label or a register) is flipped.
     CorruptCall { pd: String, call: u64 },
@@ -612,15 +613,21 @@ impl PdEnv<'_> {
     fn fault(&mut self, fault: Fault) -> bool {
         let child = self.pd;
         self.core.record(Event::Fault { pd: child, fault });
+        let index = self.core.pds[child].faults;
+        self.core.pds[child].faults += 1;
         let Some(parent) = self.core.sdf.pds[child].parent else {
             // No fault handler: seL4 leaves the thread blocked for ever.
             self.core.pds[child].state = RunState::Stopped;
             self.core.record(Event::Stop { pd: child });
             return false;
         };
-        if self.core.pds[parent].state != RunState::Running {
+        if self.core.pds[parent].state == RunState::Stopped {
             // The parent is dead: its fault endpoint has no receiver, and
             // the child blocks on it for ever.
+            self.core.record(Event::Blocked {
+                pd: child,
+                on: parent,
+            });
             self.core.pds[child].state = RunState::Stopped;
             self.core.record(Event::Stop { pd: child });
             return false;
@@ -638,8 +645,6 @@ impl PdEnv<'_> {
             child,
             resumed: reply.is_some(),
         });
-        let index = self.core.pds[child].faults;
-        self.core.pds[child].faults += 1;
         if reply.is_some()
             && self.running()
             && self.core.take_injection(child, |i, n| {
@@ -825,15 +830,9 @@ impl Env for PdEnv<'_> {
             self.core.record(Event::Inject { pd: me, what });
         }
         let callee = theirs.pd;
-        if self.core.pds[callee].state != RunState::Running {
+        if self.core.pds[callee].state == RunState::Stopped {
             // A stopped server receives nothing: the caller blocks for ever.
-            self.core.record(Event::Print {
-                pd: me,
-                text: format!(
-                    "call to `{}`, which is stopped: blocked",
-                    self.core.sdf.pds[callee].name
-                ),
-            });
+            self.core.record(Event::Blocked { pd: me, on: callee });
             self.core.pds[me].state = RunState::Stopped;
             self.core.record(Event::Stop { pd: me });
             return Err(Stopped);

@@ -236,8 +236,10 @@ struct Parser<'d, 'i> {
 
 type Node<'d, 'i> = roxmltree::Node<'d, 'i>;
 
-/// The end of a PD's address space: 48-bit virtual addresses.
-pub const USER_TOP: u64 = 1 << 48;
+/// The end of a PD's address space: 40-bit virtual addresses, as seL4 in
+/// hypervisor mode gives on the QEMU virt board (see
+/// `tagloan_proto::MAX_USER_VADDR`).
+pub const USER_TOP: u64 = tagloan_proto::MAX_USER_VADDR + 1;
 
 fn describe(node: Node) -> String {
     match node.attribute("name") {

@@ -50,6 +50,11 @@ pub enum Event {
         child: usize,
         resumed: bool,
     },
+    /// `pd` called or faulted to `on`, which is stopped: it blocks for ever.
+    Blocked {
+        pd: usize,
+        on: usize,
+    },
     Stop {
         pd: usize,
     },
@@ -212,6 +217,7 @@ impl Trace {
             Event::TagWrite { .. } => s.tag_writes += 1,
             Event::Inject { .. } => s.injections += 1,
             Event::Init { .. }
+            | Event::Blocked { .. }
             | Event::Wake { .. }
             | Event::Reply { .. }
             | Event::FaultReply { .. }
@@ -295,6 +301,12 @@ impl Trace {
                 if *resumed { "resume" } else { "no-reply" }
             ),
             Event::Stop { pd } => write!(out, "stop {}", self.name(*pd)),
+            Event::Blocked { pd, on } => write!(
+                out,
+                "blocked {} on {}, which is stopped",
+                self.name(*pd),
+                self.name(*on)
+            ),
             Event::Restart { pd } => write!(out, "restart {}", self.name(*pd)),
             Event::Map {
                 client,

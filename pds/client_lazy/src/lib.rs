@@ -4,9 +4,10 @@
 //! the fault handler, which has the server reserve the tag block and map the
 //! page tagged, and the client resumes. It then checks that its data
 //! survived, that the pages are tagged, and that their tags are zero (a load
-//! through a tag-0 pointer succeeds on every granule it checks). The first
-//! page of each round is touched by a tag store (STG) through a tagged
-//! pointer, as an allocator retagging its memory would.
+//! through a tag-0 pointer succeeds on every granule it checks, all but the
+//! first granule of each round). That first page is touched by a tag store
+//! (STG) through a tagged pointer, as an allocator retagging its memory
+//! would, and its first word is then read through that pointer.
 #![no_std]
 
 use tagloan_client::{
@@ -68,6 +69,8 @@ pub struct Lazy {
     plan: LazyPlan,
     window: u64,
     round: u32,
+    /// Whether this round's `enable_tagging` succeeded.
+    enabled: bool,
     released: u32,
     delay: u32,
     phase: Phase,
@@ -86,6 +89,7 @@ impl Lazy {
             plan,
             window: 0,
             round: 0,
+            enabled: false,
             released: 0,
             delay: 0,
             phase: Phase::Alloc,
@@ -167,10 +171,13 @@ impl Worker for Lazy {
                 }
             }
             Phase::Enable => {
-                match server.enable_tagging(env, base, self.pages() as u32)? {
-                    Ok(()) => self.phase = Phase::Touch,
-                    Err(_) => self.counts.errors += 1,
-                }
+                self.enabled = match server.enable_tagging(env, base, self.pages() as u32)? {
+                    Ok(()) => true,
+                    Err(_) => {
+                        self.counts.errors += 1;
+                        false
+                    }
+                };
                 self.phase = Phase::Touch;
             }
             Phase::Touch => {
@@ -184,7 +191,7 @@ impl Worker for Lazy {
                     // must strip. Elsewhere a tag-0 pointer must match the
                     // zeroed tags.
                     let mut first = at;
-                    if page == 0 {
+                    if page == 0 && self.enabled {
                         first = env.irg(at, 1);
                         env.set_tags(first, 16)?;
                     }

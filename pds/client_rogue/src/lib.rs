@@ -111,7 +111,7 @@ pub fn cases(mine: u64, quota: u32, other: u64) -> [Case; 21] {
             Status::Malformed,
         ),
         raw(
-            "address above 48 bits",
+            "address above the user address space",
             Op::Query as u64,
             &[v, 1 << 52],
             Status::Malformed,

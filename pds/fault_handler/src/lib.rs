@@ -121,6 +121,11 @@ impl FaultHandler {
             return;
         }
         *restarts += 1;
+        tagloan_microkit::debug_println!(
+            env,
+            "fault_handler: restarting {name} clean ({} of {MAX_RESTARTS})",
+            *restarts
+        );
         // Reclaim first, so the client starts clean, with nothing mapped.
         self.reclaim(env, client, name);
         env.pd_restart(child);
@@ -231,7 +236,7 @@ impl Handler for FaultHandler {
                     }
                     Ok(Err(error)) => {
                         self.counts.other += 1;
-                        tagloan_microkit::debug_println!(env, "fault_handler: {name} faulted at {addr:#x}, not a lazy-tagging fault ({error}); restarting it clean");
+                        tagloan_microkit::debug_println!(env, "fault_handler: {name} faulted at {addr:#x}, not a lazy-tagging fault ({error})");
                         self.restart(env, child, client, &name);
                         None
                     }
@@ -240,10 +245,7 @@ impl Handler for FaultHandler {
             }
             other => {
                 self.counts.other += 1;
-                tagloan_microkit::debug_println!(
-                    env,
-                    "fault_handler: {name} took {other:?}; restarting it clean"
-                );
+                tagloan_microkit::debug_println!(env, "fault_handler: {name} took {other:?}");
                 self.restart(env, child, client, &name);
                 None
             }

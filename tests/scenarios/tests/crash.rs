@@ -132,3 +132,35 @@ fn a_crash_during_a_lazy_tagging_fault_leaks_nothing() {
         clean.faults_resolved
     ));
 }
+
+#[test]
+fn a_client_that_keeps_crashing_is_restarted_three_times_then_stopped() {
+    // Four crashes, each at the client's first kernel event after the last.
+    let injections = (0..4)
+        .map(|_| Injection::CrashAtStep {
+            pd: "client_bulk".into(),
+            step: 1,
+        })
+        .collect();
+    let options = Options {
+        injections,
+        keep_trace: true,
+        ..Options::default()
+    };
+    let r = run_plans("crash-loop", plans(), &options).unwrap();
+    assert_sound(&r);
+    assert_no_leak(&r);
+    assert_eq!(r.summary.injections, 4);
+    assert_eq!(r.faults_other, 4);
+    assert_eq!(r.summary.restarts, fault_handler::MAX_RESTARTS as u64);
+    let bulk = r.clients.iter().find(|c| c.name == "client_bulk").unwrap();
+    assert!(!bulk.running, "stopped after its last restart");
+    assert_eq!(bulk.frames_held, 0, "and reclaimed");
+    assert!(r
+        .trace
+        .contains("client_bulk faulted after 3 restarts; stopping it"));
+    report(&format!(
+        "scenario crash-loop: client_bulk crashed 4 times: restarted {} times, then stopped and reclaimed; 0 leaks",
+        r.summary.restarts
+    ));
+}

@@ -362,5 +362,9 @@ pub fn map(args: &RunArgs, at: Option<u64>, out: &Path) -> Result<ExitCode, Stri
         write_svg(&views, &layout, &title, out)?;
         println!("{}: SVG, {} frames", out.display(), views.len());
     }
+    println!("{title}");
+    for (view, _, name) in LEGEND {
+        println!("  {name}: {}", views.iter().filter(|v| **v == view).count());
+    }
     Ok(ExitCode::SUCCESS)
 }
