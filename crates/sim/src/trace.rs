@@ -1,15 +1,15 @@
 //! The structured event log of a run, and its summary.
 //!
-//! Every event is rendered to one line of text and folded into a running
-//! FNV-1a hash; the lines are kept only when the run asked for the full
-//! trace. Two runs with one seed have equal hashes and byte-identical lines.
+//! Every event's fields are folded into a running FNV-1a hash, and, when
+//! the run asked for the full trace, rendered to one line of text. Two runs
+//! with one seed have equal hashes and byte-identical lines.
 
 use std::fmt::Write as _;
 
 use tagloan_microkit::{Access, Fault};
 
 /// One thing that happened. PDs are by index into the SDF's PD list.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Event {
     Init {
         pd: usize,
@@ -130,6 +130,24 @@ pub struct CallCounts {
     pending: Option<u64>,
 }
 
+/// FNV-1a as a `Hasher`: stable across Rust versions, unlike the standard
+/// library's, so a seed's hash means the same on every 64-bit little-endian
+/// host (`usize` and integers are hashed in native byte order).
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// The log.
 #[derive(Clone, Debug)]
 pub struct Trace {
@@ -161,7 +179,7 @@ impl Trace {
         &self.lines
     }
 
-    /// FNV-1a over every line: equal for byte-identical traces.
+    /// FNV-1a over every event's fields and step: equal for identical runs.
     pub fn hash(&self) -> u64 {
         self.hash
     }
@@ -228,18 +246,19 @@ impl Trace {
     /// Records `event` at `step`.
     pub fn record(&mut self, step: u64, event: Event) {
         self.count(&event);
-        let mut line = std::mem::take(&mut self.line);
-        line.clear();
-        self.render(&mut line, step, &event);
-        for byte in line.bytes().chain([b'\n']) {
-            self.hash ^= u64::from(byte);
-            self.hash = self.hash.wrapping_mul(0x100_0000_01b3);
-        }
+        // The hash is over the event's fields, so a run that keeps no text
+        // does not pay for formatting, and hashes the same as one that does.
+        let mut hasher = Fnv(self.hash);
+        std::hash::Hash::hash(&(step, &event), &mut hasher);
+        self.hash = hasher.0;
         if self.keep_lines {
+            let mut line = std::mem::take(&mut self.line);
+            line.clear();
+            self.render(&mut line, step, &event);
             self.lines.push_str(&line);
             self.lines.push('\n');
+            self.line = line;
         }
-        self.line = line;
     }
 
     fn name(&self, pd: usize) -> &str {
