@@ -1,6 +1,8 @@
-//! `tagloan bench`: the pool's fast path and the simulator's PPC rate,
-//! measured. Medians of repeated batches, so a noisy shared machine moves
-//! the numbers less.
+//! `tagloan bench`: the pool's fast path, how much tag storage it lends
+//! under a 10 %-tagged fill (affinity against the RFC's any-page placement),
+//! and the simulator's PPC rate. Timings are medians of repeated batches, so
+//! a noisy shared machine moves the numbers less; the lending rows are
+//! counts.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -9,7 +11,7 @@ use serde_json::json;
 use tagloan_mte::{FrameTags, Pfn, TagOps};
 use tagloan_pool::{
     Access, AllocRequest, ClientSpec, ClientState, Config, DeferredSlot, FrameEntry, Kernel,
-    Layout, Pool, RegionSpec, Storage, TagSpec,
+    Layout, Pool, RegionSpec, Storage, TagPlacement, TagSpec,
 };
 
 /// A machine that does nothing: the benchmark measures the pool alone.
@@ -138,6 +140,78 @@ fn fast_path() -> (f64, f64, f64) {
     (median(untagged), median(tagged), median(ratios))
 }
 
+/// What a fill of memory with 10 % tagged pages left lent.
+struct Lending {
+    lent: u64,
+    /// Tag storage frames not needed for tags: the most that can be lent.
+    possible: u64,
+    tagged: u64,
+    blocks_reserved: u64,
+}
+
+/// Fills the QEMU layout with order-0 pages, one in ten tagged (a seeded
+/// choice), until an untagged page no longer fits (tagged ones that do not
+/// fit are skipped); then reports how much tag storage is lent against the
+/// most that could be: every tag frame but one block per 32 tagged pages
+/// (the fewest blocks those tags can live in).
+fn lending(placement: TagPlacement) -> Lending {
+    let layout = qemu_pool_tables().0;
+    let clients = [ClientSpec {
+        window_base: 0x4000_0000,
+        window_pages: 40_000,
+        quota_frames: 40_000,
+    }];
+    let sizes = Pool::storage_sizes(&layout, &clients, &Config::default());
+    let mut tables = Tables {
+        frames: vec![FrameEntry::default(); sizes.frames],
+        page_map: vec![0u32; sizes.page_map],
+        deferred: vec![DeferredSlot::default(); sizes.deferred],
+        states: vec![ClientState::default(); sizes.clients],
+    };
+    let config = Config {
+        placement,
+        ..Config::default()
+    };
+    let storage = Storage {
+        frames: &mut tables.frames,
+        page_map: &mut tables.page_map,
+        deferred: &mut tables.deferred,
+        clients: &mut tables.states,
+    };
+    let mut pool = Pool::new(layout, &clients, config, storage).expect("the pool builds");
+    let mut machine = NullMachine;
+    let mut seed = 0x7a91_u64;
+    let mut tagged = 0u64;
+    for page in 0..40_000u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let is_tagged = seed.is_multiple_of(10);
+        let request = AllocRequest {
+            vaddr: 0x4000_0000 + page * 4096,
+            order: 0,
+            tagged: is_tagged,
+            pinned: false,
+            contiguous: false,
+        };
+        match pool.alloc(&mut machine, 0, request) {
+            Ok(_) => tagged += u64::from(is_tagged),
+            // Tagged data cannot live in tag storage: once data memory is
+            // full, tagged requests fail while untagged ones still borrow.
+            Err(_) if is_tagged => continue,
+            Err(_) => break,
+        }
+    }
+    let stats = pool.stats();
+    let group = 32 * u64::from(layout.block_frames(0));
+    Lending {
+        lent: u64::from(stats.tag_frames_lent),
+        possible: u64::from(stats.tag_frames_total) - tagged.div_ceil(group),
+        tagged,
+        blocks_reserved: u64::from(stats.blocks_reserved),
+    }
+}
+
 /// A client that makes `calls` `stats` PPCs in one unit of work.
 struct Caller {
     calls: u32,
@@ -199,6 +273,9 @@ fn simulator_ppcs() -> Result<f64, String> {
 /// Runs `tagloan bench`.
 pub fn bench(as_json: bool) -> Result<ExitCode, String> {
     let (untagged, tagged, ratio) = fast_path();
+    let affinity = lending(TagPlacement::Affinity);
+    let any_page = lending(TagPlacement::AnyPage);
+    let share = |l: &Lending| 100.0 * l.lent as f64 / l.possible.max(1) as f64;
     // The simulator row needs system.xml and its DTB (make platforms);
     // without them the pool rows are still printed.
     let ppcs = simulator_ppcs();
@@ -214,6 +291,8 @@ pub fn bench(as_json: bool) -> Result<ExitCode, String> {
             "benchmarks": [
                 {"name": "pool alloc+free order-0 untagged", "median_ns": untagged},
                 {"name": "pool alloc+free order-0 tagged, block already reserved", "median_ns": tagged},
+                {"name": "tag storage lent, memory full, 10 % tagged, affinity", "lent": affinity.lent, "possible": affinity.possible, "percent": share(&affinity), "tagged_pages": affinity.tagged, "blocks_reserved": affinity.blocks_reserved},
+                {"name": "tag storage lent, memory full, 10 % tagged, any page (RFC)", "lent": any_page.lent, "possible": any_page.possible, "percent": share(&any_page), "tagged_pages": any_page.tagged, "blocks_reserved": any_page.blocks_reserved},
                 match &ppcs {
                     Ok(rate) => json!({"name": "simulator client PPCs per second (stats, audit off)", "median_per_second": rate}),
                     Err(e) => json!({"name": "simulator client PPCs per second (stats, audit off)", "error": e}),
@@ -233,6 +312,16 @@ pub fn bench(as_json: bool) -> Result<ExitCode, String> {
             "  ratio tagged / untagged                                   {:>8.2}",
             ratio
         );
+        for (name, l) in [("affinity", &affinity), ("any page (RFC)", &any_page)] {
+            println!(
+                "  tag storage lent, memory full, 10 % tagged, {name:<15} {:>5.1} %  ({} of {} frames; {} tagged pages in {} reserved blocks)",
+                share(l),
+                l.lent,
+                l.possible,
+                l.tagged,
+                l.blocks_reserved
+            );
+        }
         match &ppcs {
             Ok(rate) => println!(
                 "  simulator: client PPCs per second (stats, audit off)      {rate:>8.0}  (median of 5 runs of 200,000)"
