@@ -384,38 +384,32 @@ impl System {
                 ),
             ));
         }
-        if !server_decl
-            .maps
-            .iter()
-            .any(|m| m.region == book && m.perms.contains('w'))
-        {
-            return Err(error(
-                &server_decl.at,
-                format!("<protection_domain name=\"{}\">", server_decl.name),
-                format!("the server must map `{BOOKKEEPING_REGION}` read-write"),
-            ));
-        }
-        // Each PD maps what it reads at `init`.
+        // Each PD maps what it uses: the server its bookkeeping read-write,
+        // and every PD what it reads at `init`.
         let mut needs = vec![
-            (server, dtb_index),
-            (server, table_index),
-            (fault_handler, table_index),
+            (server, book, 'w'),
+            (server, dtb_index, 'r'),
+            (server, table_index, 'r'),
+            (fault_handler, table_index, 'r'),
         ];
-        needs.extend(clients.iter().map(|&pd| (pd, table_index)));
-        for (pd, region) in needs {
+        needs.extend(clients.iter().map(|&pd| (pd, table_index, 'r')));
+        for (pd, region, perm) in needs {
             let decl = &sdf.pds[pd];
             if !decl
                 .maps
                 .iter()
-                .any(|m| m.region == region && m.perms.contains('r'))
+                .any(|m| m.region == region && m.perms.contains(perm))
             {
+                let name = &sdf.regions[region].name;
+                let (how, perms) = if perm == 'w' {
+                    ("read-write: its tables live there", "rw")
+                } else {
+                    ("readable: it reads it at init", "r")
+                };
                 return Err(error(
                     &decl.at,
                     format!("<protection_domain name=\"{}\">", decl.name),
-                    format!(
-                        "must map `{}` readable: it reads it at init (add <map mr=\"{}\" vaddr=... perms=\"r\"/>)",
-                        sdf.regions[region].name, sdf.regions[region].name
-                    ),
+                    format!("must map `{name}` {how} (add <map mr=\"{name}\" vaddr=... perms=\"{perms}\"/>)"),
                 ));
             }
         }

@@ -38,9 +38,9 @@ fn median(mut samples: Vec<f64>) -> f64 {
     samples[samples.len() / 2]
 }
 
-/// The QEMU layout, one client with a 1,024-page window.
-fn qemu_pool_tables() -> (Layout, [ClientSpec; 1], Tables) {
-    let layout = Layout::new(&[RegionSpec {
+/// The QEMU virt layout of `platforms/qemu-virt-mte.dts`.
+fn qemu_layout() -> Layout {
+    Layout::new(&[RegionSpec {
         data_base: 0x80000,
         data_frames: 32768,
         tags: Some(TagSpec {
@@ -49,23 +49,19 @@ fn qemu_pool_tables() -> (Layout, [ClientSpec; 1], Tables) {
             block_frames: 1,
         }),
     }])
-    .expect("the QEMU layout is valid");
-    let clients = [ClientSpec {
-        window_base: 0x4000_0000,
-        window_pages: 1024,
-        quota_frames: 1024,
-    }];
-    let sizes = Pool::storage_sizes(&layout, &clients, &Config::default());
-    let tables = Tables {
-        frames: vec![FrameEntry::default(); sizes.frames],
-        page_map: vec![0u32; sizes.page_map],
-        deferred: vec![DeferredSlot::default(); sizes.deferred],
-        states: vec![ClientState::default(); sizes.clients],
-    };
-    (layout, clients, tables)
+    .expect("the QEMU layout is valid")
 }
 
-/// A pool's tables, owned.
+/// One client at 0x4000_0000 with `pages` pages of window and quota.
+fn one_client(pages: u32) -> [ClientSpec; 1] {
+    [ClientSpec {
+        window_base: 0x4000_0000,
+        window_pages: pages,
+        quota_frames: pages,
+    }]
+}
+
+/// A pool's tables, owned, sized for a layout and its clients.
 struct Tables {
     frames: Vec<FrameEntry>,
     page_map: Vec<u32>,
@@ -74,14 +70,24 @@ struct Tables {
 }
 
 impl Tables {
-    fn pool(&mut self, layout: Layout, clients: &[ClientSpec]) -> Pool<'_> {
+    fn new(layout: &Layout, clients: &[ClientSpec], config: &Config) -> Tables {
+        let sizes = Pool::storage_sizes(layout, clients, config);
+        Tables {
+            frames: vec![FrameEntry::default(); sizes.frames],
+            page_map: vec![0u32; sizes.page_map],
+            deferred: vec![DeferredSlot::default(); sizes.deferred],
+            states: vec![ClientState::default(); sizes.clients],
+        }
+    }
+
+    fn pool(&mut self, layout: Layout, clients: &[ClientSpec], config: Config) -> Pool<'_> {
         let storage = Storage {
             frames: &mut self.frames,
             page_map: &mut self.page_map,
             deferred: &mut self.deferred,
             clients: &mut self.states,
         };
-        Pool::new(layout, clients, Config::default(), storage).expect("the pool builds")
+        Pool::new(layout, clients, config, storage).expect("the pool builds")
     }
 }
 
@@ -114,10 +120,11 @@ fn batch(pool: &mut Pool<'_>, tagged: bool) -> f64 {
 /// the median of the per-round ratios. The batches alternate,
 /// so drift on a shared machine hits both.
 fn fast_path() -> (f64, f64, f64) {
-    let (layout, clients, mut plain_tables) = qemu_pool_tables();
-    let (_, _, mut tagged_tables) = qemu_pool_tables();
-    let mut plain = plain_tables.pool(layout, &clients);
-    let mut with_tags = tagged_tables.pool(layout, &clients);
+    let (layout, clients, config) = (qemu_layout(), one_client(1024), Config::default());
+    let mut plain_tables = Tables::new(&layout, &clients, &config);
+    let mut tagged_tables = Tables::new(&layout, &clients, &config);
+    let mut plain = plain_tables.pool(layout, &clients, config);
+    let mut with_tags = tagged_tables.pool(layout, &clients, config);
     // Each pool holds one other page, of the kind it measures: neither pays
     // a split from order 9 and a merge back on every operation, and the
     // tagged one's block stays reserved.
@@ -155,30 +162,13 @@ struct Lending {
 /// most that could be: every tag frame but one block per 32 tagged pages
 /// (the fewest blocks those tags can live in).
 fn lending(placement: TagPlacement) -> Lending {
-    let layout = qemu_pool_tables().0;
-    let clients = [ClientSpec {
-        window_base: 0x4000_0000,
-        window_pages: 40_000,
-        quota_frames: 40_000,
-    }];
-    let sizes = Pool::storage_sizes(&layout, &clients, &Config::default());
-    let mut tables = Tables {
-        frames: vec![FrameEntry::default(); sizes.frames],
-        page_map: vec![0u32; sizes.page_map],
-        deferred: vec![DeferredSlot::default(); sizes.deferred],
-        states: vec![ClientState::default(); sizes.clients],
-    };
+    let (layout, clients) = (qemu_layout(), one_client(40_000));
     let config = Config {
         placement,
         ..Config::default()
     };
-    let storage = Storage {
-        frames: &mut tables.frames,
-        page_map: &mut tables.page_map,
-        deferred: &mut tables.deferred,
-        clients: &mut tables.states,
-    };
-    let mut pool = Pool::new(layout, &clients, config, storage).expect("the pool builds");
+    let mut tables = Tables::new(&layout, &clients, &config);
+    let mut pool = tables.pool(layout, &clients, config);
     let mut machine = NullMachine;
     let mut seed = 0x7a91_u64;
     let mut tagged = 0u64;

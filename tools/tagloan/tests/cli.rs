@@ -95,6 +95,7 @@ fn check_rejects_every_broken_system_with_a_located_message() {
         ("tag-storage-elsewhere", "but no memory_region has phys_addr=\"0x88000000\""),
         ("client-not-a-child", "a client must be a child of `fault_handler` with id=\"4\""),
         ("bookkeeping-too-small", "0x40000 bytes, but the pool tables need 0x79560; raise size"),
+        ("bookkeeping-read-only", "<protection_domain name=\"memory_server\">: must map `server_bookkeeping` read-write: its tables live there"),
         ("server-without-dtb", "<protection_domain name=\"memory_server\">: must map `dtb` readable: it reads it at init"),
     ];
     for (name, message) in cases {
