@@ -2,21 +2,24 @@
 //! server for client PDs (and the fault handler).
 //!
 //! ```ignore
-//! let server = Server::new(Channel::new(channels::CLIENT_TO_SERVER as usize));
-//! let buffer = server.alloc(env, vaddr, 0, AllocFlags { tagged: true, ..Default::default() })??;
+//! use tagloan_client::{Api, Server, AllocSpec};
+//! let buffer = Server::for_client().alloc(env, vaddr, AllocSpec::order(0))??;
 //! ```
 //!
-//! Each call returns `Err(Stopped)` if this PD was stopped while blocked,
-//! `Ok(Err(error))` for a refusal (typed: status and details), and
-//! `Ok(Ok(value))` on success. A reply that does not decode is reported as
-//! `Status::Malformed` with the decode error's detail words.
+//! [`Server`] is the protocol's [`Transport`] over a Microkit channel; the
+//! methods (`alloc`, `free`, ..., one per operation) are the protocol's
+//! generated [`Api`], so import it. Each call returns `Err(Stopped)` if this
+//! PD was stopped while blocked, `Ok(Err(error))` for a refusal (typed:
+//! status and details), and `Ok(Ok(reply))` on success. A reply that does
+//! not decode is reported as `Status::Malformed` with the decode error's
+//! detail words.
 #![no_std]
 
 pub use tagloan_microkit::{Channel, Env, MessageInfo, Stopped};
-pub use tagloan_pool::{PageInfo, PageState};
 pub use tagloan_proto::{
-    channels, AllocFlags, ClientEntry, ClientTable, Error, FaultKind, FaultReply, Op, Request,
-    Response, StatsReply, Status, MAX_MESSAGE_WORDS, MAX_TABLE_CLIENTS, PROTOCOL_VERSION,
+    channels, AllocFlags, AllocSpec, Allocated, Api, ClientEntry, ClientId, ClientTable, Error,
+    FaultKind, FaultReply, Freed, Op, PageInfo, PageState, Reclaimed, Request, Response,
+    StatsReply, Status, Transport, MAX_MESSAGE_WORDS, MAX_TABLE_CLIENTS, PROTOCOL_VERSION,
 };
 
 /// The result of one call.
@@ -26,14 +29,6 @@ pub type Reply<T> = Result<Result<T, Error>, Stopped>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Server {
     channel: Channel,
-}
-
-/// What an allocation returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Allocated {
-    pub pages: u32,
-    pub first_frame: u64,
-    pub in_tag_storage: bool,
 }
 
 impl Server {
@@ -65,9 +60,13 @@ impl Server {
         }
         Ok((reply, out))
     }
+}
 
-    /// Sends `request` and decodes the reply.
-    pub fn call(&self, env: &mut dyn Env, request: Request) -> Reply<Response> {
+impl Transport for Server {
+    type Context<'c> = dyn Env + 'c;
+    type Stopped = Stopped;
+
+    fn transact(&self, env: &mut (dyn Env + '_), request: Request) -> Reply<Response> {
         let mut words = [0u64; MAX_MESSAGE_WORDS];
         let (label, count) = request.encode_unchecked(&mut words);
         let (info, out) = self.call_raw(env, label, &words[..count])?;
@@ -75,124 +74,9 @@ impl Server {
         Ok(
             match Response::decode(request.op(), info.label(), &out[..count]) {
                 Ok(result) => result,
-                Err(decode) => Err(Error {
-                    status: Status::Malformed,
-                    detail: decode.detail(),
-                }),
+                Err(decode) => Err(Error::malformed(decode)),
             },
         )
-    }
-
-    /// Allocates `2^order` pages at `vaddr`.
-    pub fn alloc(
-        &self,
-        env: &mut dyn Env,
-        vaddr: u64,
-        order: u8,
-        flags: AllocFlags,
-    ) -> Reply<Allocated> {
-        Ok(self
-            .call(
-                env,
-                Request::Alloc {
-                    vaddr,
-                    order,
-                    flags,
-                },
-            )?
-            .map(|r| match r {
-                Response::Alloc {
-                    pages,
-                    first_frame,
-                    in_tag_storage,
-                } => Allocated {
-                    pages,
-                    first_frame,
-                    in_tag_storage,
-                },
-                _ => unreachable!("Response::decode gives the operation's own response"),
-            }))
-    }
-
-    /// Frees the allocation at `vaddr`; returns its pages.
-    pub fn free(&self, env: &mut dyn Env, vaddr: u64) -> Reply<u32> {
-        Ok(self.call(env, Request::Free { vaddr })?.map(|r| match r {
-            Response::Freed { pages } => pages,
-            _ => unreachable!("Response::decode gives the operation's own response"),
-        }))
-    }
-
-    /// mprotect(PROT_MTE)-like: tags come on the first touch of each page.
-    pub fn enable_tagging(&self, env: &mut dyn Env, vaddr: u64, pages: u32) -> Reply<()> {
-        Ok(self
-            .call(env, Request::EnableTagging { vaddr, pages })?
-            .map(|_| ()))
-    }
-
-    /// Maps the pages untagged again; their tags are discarded.
-    pub fn disable_tagging(&self, env: &mut dyn Env, vaddr: u64, pages: u32) -> Reply<()> {
-        Ok(self
-            .call(env, Request::DisableTagging { vaddr, pages })?
-            .map(|_| ()))
-    }
-
-    /// Pins the page at `vaddr`: it will never move.
-    pub fn pin(&self, env: &mut dyn Env, vaddr: u64) -> Reply<()> {
-        Ok(self.call(env, Request::Pin { vaddr })?.map(|_| ()))
-    }
-
-    /// Unpins the page at `vaddr`.
-    pub fn unpin(&self, env: &mut dyn Env, vaddr: u64) -> Reply<()> {
-        Ok(self.call(env, Request::Unpin { vaddr })?.map(|_| ()))
-    }
-
-    /// The state of the page at `vaddr`.
-    pub fn query(&self, env: &mut dyn Env, vaddr: u64) -> Reply<PageInfo> {
-        Ok(self.call(env, Request::Query { vaddr })?.map(|r| match r {
-            Response::Query(info) => info,
-            _ => unreachable!("Response::decode gives the operation's own response"),
-        }))
-    }
-
-    /// The server's statistics.
-    pub fn stats(&self, env: &mut dyn Env) -> Reply<StatsReply> {
-        Ok(self.call(env, Request::Stats)?.map(|r| match r {
-            Response::Stats(stats) => stats,
-            _ => unreachable!("Response::decode gives the operation's own response"),
-        }))
-    }
-
-    /// Fault handler: resolve or report `client`'s fault at `vaddr`.
-    pub fn resolve_fault(
-        &self,
-        env: &mut dyn Env,
-        client: u8,
-        vaddr: u64,
-        kind: FaultKind,
-    ) -> Reply<FaultReply> {
-        Ok(self
-            .call(
-                env,
-                Request::ResolveFault {
-                    client,
-                    vaddr,
-                    kind,
-                },
-            )?
-            .map(|r| match r {
-                Response::Resolved(reply) => reply,
-                _ => unreachable!("Response::decode gives the operation's own response"),
-            }))
-    }
-
-    /// Fault handler: free every frame of `client`.
-    pub fn reclaim_client(&self, env: &mut dyn Env, client: u8) -> Reply<u32> {
-        Ok(self
-            .call(env, Request::ReclaimClient { client })?
-            .map(|r| match r {
-                Response::Reclaimed { frames } => frames,
-                _ => unreachable!("Response::decode gives the operation's own response"),
-            }))
     }
 }
 
@@ -230,7 +114,8 @@ pub trait Worker {
     fn start(&mut self, env: &mut dyn Env);
     /// One unit of work.
     fn step(&mut self, env: &mut dyn Env) -> Result<Progress, Stopped>;
-    /// Counters for the simulator's report.
+    /// The program's counters, by name (read by whoever observes the PD:
+    /// the simulator's report, a test).
     fn counters(&self, report: &mut dyn FnMut(&str, u64));
 }
 
@@ -259,17 +144,33 @@ fn supervisor() -> Channel {
     Channel::new(channels::CLIENT_TO_SUPERVISOR as usize)
 }
 
+impl<W: Worker> Paced<W> {
+    /// The pacing counters and the worker's, by name.
+    pub fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
+        report("steps", self.steps);
+        report("done", u64::from(self.done));
+        self.worker.counters(report);
+    }
+}
+
 impl<W: Worker> tagloan_microkit::Handler for Paced<W> {
-    fn init(&mut self, env: &mut dyn Env) {
+    type Error = tagloan_microkit::Infallible;
+
+    fn init(&mut self, env: &mut dyn Env) -> Result<(), Self::Error> {
         self.steps = 0;
         self.done = false;
         self.worker.start(env);
         env.notify(supervisor());
+        Ok(())
     }
 
-    fn notified(&mut self, env: &mut dyn Env, channels: tagloan_microkit::ChannelSet) {
+    fn notified(
+        &mut self,
+        env: &mut dyn Env,
+        channels: tagloan_microkit::ChannelSet,
+    ) -> Result<(), Self::Error> {
         if !channels.contains(supervisor()) || self.done {
-            return;
+            return Ok(());
         }
         self.steps += 1;
         match self.worker.step(env) {
@@ -278,13 +179,7 @@ impl<W: Worker> tagloan_microkit::Handler for Paced<W> {
             // Stopped or restarted while blocked: return at once.
             Err(Stopped) => {}
         }
-    }
-
-    fn audit(&mut self, sink: &mut dyn tagloan_microkit::AuditSink) {
-        sink.counter("steps", self.steps);
-        sink.counter("done", u64::from(self.done));
-        self.worker
-            .counters(&mut |name, value| sink.counter(name, value));
+        Ok(())
     }
 }
 

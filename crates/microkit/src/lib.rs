@@ -1,20 +1,20 @@
 //! The runtime API every tagloan protection domain is written against.
 //!
-//! It is shaped like rust-sel4's `sel4-microkit`: a PD is a [`Handler`] with
-//! `init`, `notified`, `protected` and `fault`; it talks through [`Channel`]s
-//! with [`MessageInfo`] and message registers, calls `ppcall` and `notify`,
-//! and a parent stops and restarts its [`Child`]ren. The one difference is
-//! that the kernel is reached through an [`Env`] passed to each entry point
-//! instead of free functions over a global IPC buffer: that is what lets the
-//! simulator run every PD of a system in one host process. Moving to
-//! `sel4-microkit` is mechanical: each `env.x(...)` becomes the free function
-//! or method of the same name.
+//! It is shaped like rust-sel4's `sel4-microkit`: a PD is a [`Handler`] whose
+//! entry points return a `Result` with the handler's own error type; it
+//! talks through [`Channel`]s with [`MessageInfo`] and message registers,
+//! calls `pp_call` and `notify`, and a parent stops and restarts its
+//! [`Child`]ren. The one difference is that the kernel is reached through an
+//! [`Env`] passed to each entry point instead of free functions over a
+//! global IPC buffer: that is what lets the simulator run every PD of a
+//! system in one host process. On seL4 each `env.x(...)` is the
+//! `sel4-microkit` function or method of the same name.
 //!
-//! The server-side kernel operations the pool core needs (map a frame into a
-//! client VSpace with normal, tagged or no-access attributes; unmap; copy and
-//! zero a frame) are the pool's [`Kernel`] trait, and the tag operations are
-//! [`TagOps`]. The backend that holds the capabilities implements both and
-//! hands them to the memory server through [`Env::machine`].
+//! The API carries nothing a backend alone needs. The memory server's kernel
+//! operations (map, unmap, copy, zero, tags) are the pool's `Kernel` and
+//! `TagOps`, which the backend that builds the server hands to it; what the
+//! simulator observes of a PD (counters, invariants, frame pictures) is the
+//! simulator's business (`tagloan-sim`'s `Observed`).
 //!
 //! Backends: the simulator (`tagloan-sim`, the default) and the seL4 link stub
 //! in [`sel4`] (see the README for what is real there).
@@ -22,13 +22,26 @@
 
 pub mod sel4;
 
-pub use tagloan_mte::{FrameTags, TagOps};
-pub use tagloan_pool::{Access, ClientId, Kernel, Machine};
+/// Microkit's limits, from libmicrokit's `microkit.h` (2.3.0) and the
+/// `microkit` tool (`tool/microkit/src/lib.rs`, `sdf.rs`): written once, here.
+pub mod limits {
+    /// `MICROKIT_MAX_CHANNELS`: channel ids run from 0 to 61.
+    pub const MAX_CHANNELS: usize = 62;
+    /// `MICROKIT_MAX_CHANNEL_ID`.
+    pub const MAX_CHANNEL_ID: usize = MAX_CHANNELS - 1;
+    /// The tool's `PD_MAX_ID`: a child's `id` under its parent is 0 to 61.
+    pub const MAX_CHILD_ID: usize = 61;
+    /// The tool's `MAX_PDS`.
+    pub const MAX_PDS: usize = 63;
+    /// `MICROKIT_PD_NAME_LENGTH`, the tool's `PD_MAX_NAME_LENGTH`.
+    pub const PD_NAME_LENGTH: usize = 64;
+    /// `MICROKIT_MAX_USER_CAPS`: the slots of `<cspace>` user caps.
+    pub const MAX_USER_CAPS: usize = 128;
+}
 
 /// Most message registers (seL4's `seL4_MsgMaxLength`).
 pub const MSG_MAX_LENGTH: usize = 120;
-/// Channel and child ids run from 0 to 62 (Microkit).
-pub const MAX_CHANNEL_ID: usize = 62;
+pub use limits::{MAX_CHANNEL_ID, MAX_CHILD_ID};
 
 /// One end of a channel, by its id in this PD (`id=` in `system.xml`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -36,9 +49,9 @@ pub struct Channel(u8);
 
 impl Channel {
     /// The channel with id `index`. Panics above [`MAX_CHANNEL_ID`], as a
-    /// constant in a PD is a build-time fact.
+    /// constant in a PD is a build-time fact (so does `sel4-microkit`).
     pub const fn new(index: usize) -> Channel {
-        assert!(index <= MAX_CHANNEL_ID, "Microkit channel ids are 0 to 62");
+        assert!(index <= MAX_CHANNEL_ID, "Microkit channel ids are 0 to 61");
         Channel(index as u8)
     }
 
@@ -55,7 +68,7 @@ pub struct Child(u8);
 impl Child {
     /// The child with id `index`.
     pub const fn new(index: usize) -> Child {
-        assert!(index <= MAX_CHANNEL_ID, "Microkit child ids are 0 to 62");
+        assert!(index <= MAX_CHILD_ID, "Microkit child ids are 0 to 61");
         Child(index as u8)
     }
 
@@ -264,56 +277,6 @@ impl Fault {
     pub const MAX_LENGTH: usize = fault_mr::SYSCALL_LENGTH;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fault_labels_and_layouts_are_sel4_mcs_aarch64() {
-        // Pinned against seL4's shared_types.bf (MCS) and aarch64 types.bf.
-        assert_eq!(fault_label::VM_FAULT, 6);
-        assert_eq!(fault_label::TIMEOUT, 5);
-        let mut mrs = [0u64; 16];
-        let info = Fault::UserException {
-            ip: 0x40,
-            number: 7,
-            code: 9,
-        }
-        .encode(&mut mrs);
-        assert_eq!((info.label(), info.count()), (3, 5));
-        assert_eq!(mrs[..5], [0x40, 0, 0, 7, 9]);
-        let info = Fault::UnknownSyscall {
-            ip: 0x80,
-            number: 12,
-        }
-        .encode(&mut mrs);
-        assert_eq!((info.label(), info.count()), (2, 13));
-        assert_eq!((mrs[8], mrs[12]), (0x80, 12));
-        for fault in [
-            Fault::VmFault {
-                ip: 1,
-                addr: 0x0600_0000_4000_0010,
-                prefetch: false,
-                fsr: fsr::SYNC_TAG_CHECK,
-            },
-            Fault::UserException {
-                ip: 2,
-                number: 3,
-                code: 4,
-            },
-            Fault::UnknownSyscall { ip: 5, number: 6 },
-        ] {
-            let info = fault.encode(&mut mrs);
-            assert_eq!(Fault::decode(info, &mrs), fault);
-        }
-        assert!(Fault::decode(MessageInfo::new(6, 4), &[0, 0, 0, 0x11]).is_tag_check());
-        assert_eq!(
-            Fault::decode(MessageInfo::new(5, 2), &[]),
-            Fault::Other { label: 5 }
-        );
-    }
-}
-
 /// What a PD can ask of the kernel and of Microkit. One per PD.
 pub trait Env {
     /// This PD's name in `system.xml`.
@@ -343,10 +306,6 @@ pub trait Env {
     /// A writable region, handed out once, for a server's bookkeeping.
     fn take_region_mut(&mut self, name: &str) -> Option<&'static mut [u8]>;
 
-    /// The kernel and tag operations over the pool's frames; only for the PD
-    /// that holds the frame and VSpace capabilities (the memory server).
-    fn machine(&mut self) -> Option<&mut dyn Machine>;
-
     /// A load through `pointer` (bits 59:56 are the logical tag). A fault on
     /// it goes to the parent; the load is retried if the parent resumes us.
     fn load(&mut self, pointer: u64, out: &mut [u8]) -> Result<(), Stopped>;
@@ -360,71 +319,54 @@ pub trait Env {
     fn set_tags(&mut self, pointer: u64, len: usize) -> Result<(), Stopped>;
 }
 
-/// The event handler of a PD (`sel4_microkit::Handler`).
+/// The event handler of a PD (`sel4_microkit::Handler`). An entry point
+/// that returns an error ends the PD, as a panic does on seL4: the backend
+/// reports the error and the PD's parent (or the Microkit monitor) sees it
+/// stop. Refusals a PD answers with (a server's typed error replies) are not
+/// errors of the handler.
 pub trait Handler {
-    /// Runs once when the PD starts, and again after each restart.
-    fn init(&mut self, env: &mut dyn Env);
+    /// What ends the PD.
+    type Error: core::fmt::Display;
+
+    /// Runs once when the PD starts, and again after each restart (on seL4,
+    /// the body of `#[protection_domain] fn init()`).
+    fn init(&mut self, env: &mut dyn Env) -> Result<(), Self::Error>;
 
     /// Notifications arrived on `channels`.
-    fn notified(&mut self, env: &mut dyn Env, channels: ChannelSet) {
+    fn notified(&mut self, env: &mut dyn Env, channels: ChannelSet) -> Result<(), Self::Error> {
         let _ = channels;
         env.debug_print("notification on a channel this PD does not handle");
+        Ok(())
     }
 
     /// A protected procedure call arrived on `channel`; returns the reply.
-    fn protected(&mut self, env: &mut dyn Env, channel: Channel, info: MessageInfo) -> MessageInfo {
+    fn protected(
+        &mut self,
+        env: &mut dyn Env,
+        channel: Channel,
+        info: MessageInfo,
+    ) -> Result<MessageInfo, Self::Error> {
         let _ = (channel, info);
         env.debug_print("protected procedure call to a PD that serves none");
-        MessageInfo::new(u64::MAX >> 12, 0)
+        Ok(MessageInfo::new(u64::MAX >> 12, 0))
     }
 
     /// `child` faulted. `Some(reply)` resumes it; `None` leaves it blocked
     /// (the handler has stopped or restarted it).
-    fn fault(&mut self, env: &mut dyn Env, child: Child, info: MessageInfo) -> Option<MessageInfo> {
+    fn fault(
+        &mut self,
+        env: &mut dyn Env,
+        child: Child,
+        info: MessageInfo,
+    ) -> Result<Option<MessageInfo>, Self::Error> {
         let _ = (child, info);
         env.debug_print("a child faulted and this PD handles no faults");
-        None
-    }
-
-    /// Simulator hook: counters to report, and (for the memory server) the
-    /// result of its invariant check. Not part of the Microkit API; the seL4
-    /// backend never calls it.
-    fn audit(&mut self, sink: &mut dyn AuditSink) {
-        let _ = sink;
+        Ok(None)
     }
 }
 
-/// Receives what [`Handler::audit`] reports.
-pub trait AuditSink {
-    /// A named counter.
-    fn counter(&mut self, name: &str, value: u64);
-    /// The result of an invariant check: `None` if it held, else the
-    /// violation, formatted.
-    fn invariants(&mut self, violation: Option<&dyn core::fmt::Display>);
-    /// One managed frame's state, for pictures: called for every frame when
-    /// the sink asks for it.
-    fn wants_frames(&self) -> bool {
-        false
-    }
-    /// A frame's state (only when [`AuditSink::wants_frames`]).
-    fn frame(&mut self, index: u32, state: FrameView) {
-        let _ = (index, state);
-    }
-}
-
-/// The state of a frame as a picture shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FrameView {
-    DataFree,
-    OwnedUntagged,
-    OwnedTagged,
-    MetadataNone,
-    Pinned,
-    TagFree,
-    TagLent,
-    TagReserved,
-    Server,
-}
+/// The error type of a handler whose entry points cannot fail.
+pub use core::convert::Infallible;
 
 /// A line of text formatted into a fixed buffer, for the debug console of a
 /// PD without `alloc`. Text past the buffer is cut at a char boundary.
@@ -478,4 +420,54 @@ macro_rules! debug_println {
         let _ = core::fmt::Write::write_fmt(&mut line, format_args!($($arg)*));
         $env.debug_print(line.as_str());
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_labels_and_layouts_are_sel4_mcs_aarch64() {
+        // Pinned against seL4's shared_types.bf (MCS) and aarch64 types.bf.
+        assert_eq!(fault_label::VM_FAULT, 6);
+        assert_eq!(fault_label::TIMEOUT, 5);
+        let mut mrs = [0u64; 16];
+        let info = Fault::UserException {
+            ip: 0x40,
+            number: 7,
+            code: 9,
+        }
+        .encode(&mut mrs);
+        assert_eq!((info.label(), info.count()), (3, 5));
+        assert_eq!(mrs[..5], [0x40, 0, 0, 7, 9]);
+        let info = Fault::UnknownSyscall {
+            ip: 0x80,
+            number: 12,
+        }
+        .encode(&mut mrs);
+        assert_eq!((info.label(), info.count()), (2, 13));
+        assert_eq!((mrs[8], mrs[12]), (0x80, 12));
+        for fault in [
+            Fault::VmFault {
+                ip: 1,
+                addr: 0x0600_0000_4000_0010,
+                prefetch: false,
+                fsr: fsr::SYNC_TAG_CHECK,
+            },
+            Fault::UserException {
+                ip: 2,
+                number: 3,
+                code: 4,
+            },
+            Fault::UnknownSyscall { ip: 5, number: 6 },
+        ] {
+            let info = fault.encode(&mut mrs);
+            assert_eq!(Fault::decode(info, &mrs), fault);
+        }
+        assert!(Fault::decode(MessageInfo::new(6, 4), &[0, 0, 0, 0x11]).is_tag_check());
+        assert_eq!(
+            Fault::decode(MessageInfo::new(5, 2), &[]),
+            Fault::Other { label: 5 }
+        );
+    }
 }

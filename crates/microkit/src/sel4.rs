@@ -7,7 +7,7 @@
 //! says so. The real backend will implement [`Env`] with `seL4_Call`,
 //! `seL4_Signal` and `seL4_ReplyRecv` on the Microkit ABI.
 
-use crate::{Channel, Child, Env, Handler, Machine, MessageInfo, Stopped};
+use crate::{Channel, Child, Env, Handler, MessageInfo, Stopped};
 
 /// An environment whose every kernel call halts: the link stub.
 pub struct HaltingEnv {
@@ -57,9 +57,6 @@ impl Env for HaltingEnv {
     fn take_region_mut(&mut self, _name: &str) -> Option<&'static mut [u8]> {
         None
     }
-    fn machine(&mut self) -> Option<&mut dyn Machine> {
-        None
-    }
     fn load(&mut self, _pointer: u64, _out: &mut [u8]) -> Result<(), Stopped> {
         halt()
     }
@@ -77,7 +74,8 @@ impl Env for HaltingEnv {
 /// The PD's main: `init`, then the event loop (here: halt).
 pub fn run<H: Handler>(mut handler: H, name: &'static str) -> ! {
     let mut env = HaltingEnv::new(name);
-    handler.init(&mut env);
+    // An error ends the PD either way: the stub has no console to report it.
+    let _ = handler.init(&mut env);
     halt()
 }
 

@@ -1,4 +1,5 @@
-//! MTE tag arithmetic and the `TagOps` trait.
+//! MTE tag arithmetic, and the machine interface the pool core drives: the
+//! frame operations ([`Kernel`]) and the tag operations ([`TagOps`]).
 //!
 //! The Memory Tagging Extension keeps a 4-bit *allocation tag* for every
 //! 16-byte granule of tagged memory, and compares it with the *logical tag*
@@ -6,9 +7,11 @@
 //! the tag storage carve-out: the tags of one 4 KiB data frame take 128 bytes,
 //! granule `g` being nibble `g % 2` (low nibble first) of byte `g / 2`.
 //!
-//! This crate is `no_std` and pure: it is shared by the pool core, the
-//! simulator (which stores tags in simulated tag storage frames) and the
-//! hardware backend ([`hw`], aarch64 only, which uses the real instructions).
+//! This crate is `no_std` and pure, and the lowest of the workspace: it is
+//! shared by the pool core (which drives [`Kernel`] and [`TagOps`]), the
+//! RAM-backed machine of the simulator and the pool's tests (`tagloan-ram`,
+//! which stores tags inside simulated tag storage frames), the seL4 backend,
+//! and the hardware backend ([`hw`], aarch64 only, the real instructions).
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -98,6 +101,62 @@ pub fn uniform_tags(tag: Tag) -> FrameTags {
 
 /// Physical frame number: a physical address divided by [`FRAME_BYTES`].
 pub type Pfn = u64;
+
+/// How a client maps a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Read-write, untagged.
+    Normal,
+    /// Read-write with the MTE tagged memory attribute.
+    Tagged,
+    /// Mapped but inaccessible: any access faults to the fault handler.
+    NoAccess,
+}
+
+/// The frame operations the memory server performs on behalf of the pool.
+/// `client` is the client's index in the system's client table.
+///
+/// Implementations must not fail: the seL4 backend provisions page tables for
+/// every client window at start-up, so mapping a page inside a window always
+/// succeeds. `map` replaces nothing; the pool unmaps first.
+pub trait Kernel {
+    /// Maps `frame` into `client`'s VSpace at `vaddr`.
+    fn map(&mut self, client: u8, vaddr: u64, frame: Pfn, access: Access);
+    /// Removes the mapping at `vaddr` from `client`'s VSpace.
+    fn unmap(&mut self, client: u8, vaddr: u64);
+    /// Copies the data (not the tags) of `source` to `destination`.
+    fn copy_frame(&mut self, source: Pfn, destination: Pfn);
+    /// Zeroes the data of `frame`.
+    fn zero_frame(&mut self, frame: Pfn);
+}
+
+/// A data memory region and its tag storage: where each data frame's tags
+/// live (DESIGN §2: the tags of frame `p` start at byte
+/// `tag_base + (p - data_base) * 128`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TagRegion {
+    /// First data frame.
+    pub data_base: Pfn,
+    /// Data frames in the region.
+    pub data_frames: u32,
+    /// First frame of its tag storage.
+    pub tag_base: Pfn,
+}
+
+impl TagRegion {
+    /// The tag storage frame holding the tags of `pfn` and the byte offset
+    /// in it, if `pfn` is one of the region's data frames.
+    pub fn tag_location(&self, pfn: Pfn) -> Option<(Pfn, usize)> {
+        if pfn < self.data_base || pfn >= self.data_base + u64::from(self.data_frames) {
+            return None;
+        }
+        let byte = (pfn - self.data_base) * TAG_BYTES_PER_FRAME as u64;
+        Some((
+            self.tag_base + byte / FRAME_BYTES as u64,
+            (byte % FRAME_BYTES as u64) as usize,
+        ))
+    }
+}
 
 /// Tag operations on physical frames, as a server performs them.
 ///

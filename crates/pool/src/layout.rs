@@ -6,7 +6,7 @@
 //! block* is the unit of reservation (`block_frames` tag frames); its *group*
 //! is the `32 * block_frames` data frames whose tags it holds.
 
-use tagloan_mte::{Pfn, DATA_FRAMES_PER_TAG_FRAME, TAG_BYTES_PER_FRAME};
+use tagloan_mte::{Pfn, DATA_FRAMES_PER_TAG_FRAME};
 
 /// At most this many regions, as in the RFC (`MAX_TAG_REGIONS`).
 pub const MAX_REGIONS: usize = 32;
@@ -395,15 +395,19 @@ impl Layout {
     /// Where the tags of data frame `pfn` live: the tag storage frame and the
     /// byte offset in it (DESIGN §2: `tag_base + (p - mem_base) * 128`).
     pub fn tag_location(&self, pfn: Pfn) -> Option<(Pfn, usize)> {
-        for r in self.regions() {
-            if r.taggable() && pfn >= r.data_base && pfn < r.data_base + u64::from(r.data_frames) {
-                let byte = (pfn - r.data_base) * TAG_BYTES_PER_FRAME as u64;
-                let tag_frame = r.tag_base + byte / tagloan_mte::FRAME_BYTES as u64;
-                let offset = (byte % tagloan_mte::FRAME_BYTES as u64) as usize;
-                return Some((tag_frame, offset));
-            }
-        }
-        None
+        self.tag_regions().find_map(|r| r.tag_location(pfn))
+    }
+
+    /// The regions that have tag storage, as the machine locates tags.
+    pub fn tag_regions(&self) -> impl Iterator<Item = tagloan_mte::TagRegion> + '_ {
+        self.regions()
+            .iter()
+            .filter(|r| r.taggable())
+            .map(|r| tagloan_mte::TagRegion {
+                data_base: r.data_base,
+                data_frames: r.data_frames,
+                tag_base: r.tag_base,
+            })
     }
 
     /// The first index and length of the span `index` lies in (the buddy

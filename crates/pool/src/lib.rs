@@ -35,39 +35,12 @@ pub use layout::{
     MAX_REGIONS,
 };
 pub use ops::{AllocRequest, Allocation, PageInfo, PageState, Resolution};
-pub use tagloan_mte::{FrameTags, Pfn, TagOps, FRAME_BYTES, ZERO_TAGS};
+pub use tagloan_mte::{Access, FrameTags, Kernel, Pfn, TagOps, FRAME_BYTES, ZERO_TAGS};
 
 use layout::NIL;
 
 /// Identifies a client: its index in the client table given to [`Pool::new`].
 pub type ClientId = u8;
-
-/// How a client maps a frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Access {
-    /// Read-write, untagged.
-    Normal,
-    /// Read-write with the MTE tagged memory attribute.
-    Tagged,
-    /// Mapped but inaccessible: any access faults to the fault handler.
-    NoAccess,
-}
-
-/// The kernel operations the server performs on behalf of the pool.
-///
-/// Implementations must not fail: the seL4 backend provisions page tables for
-/// every client window at start-up, so mapping a page inside a window always
-/// succeeds. `map` replaces nothing; the pool unmaps first.
-pub trait Kernel {
-    /// Maps `frame` into `client`'s VSpace at `vaddr`.
-    fn map(&mut self, client: ClientId, vaddr: u64, frame: Pfn, access: Access);
-    /// Removes the mapping at `vaddr` from `client`'s VSpace.
-    fn unmap(&mut self, client: ClientId, vaddr: u64);
-    /// Copies the data (not the tags) of `source` to `destination`.
-    fn copy_frame(&mut self, source: Pfn, destination: Pfn);
-    /// Zeroes the data of `frame`.
-    fn zero_frame(&mut self, frame: Pfn);
-}
 
 /// Everything the pool needs from the machine.
 pub trait Machine: Kernel + TagOps {}

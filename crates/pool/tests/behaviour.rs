@@ -8,7 +8,7 @@ use tagloan_pool::{
     AllocRequest, ArgumentRule, Config, LendPolicy, PageState, Pool, PoolError, RegionSpec,
     Resolution, TagPlacement,
 };
-use tagloan_sim::{AccessFault, SimMachine};
+use tagloan_ram::{AccessFault, SimMachine};
 
 /// 64 data frames, 2 tag frames (block size 1), 2 clients.
 macro_rules! small_rig {
@@ -21,7 +21,7 @@ macro_rules! small_rig {
         let config = $config;
         let mut tables = Tables::new(&layout, &specs, &config);
         let mut $pool = Pool::new(layout, &specs, config, tables.storage()).unwrap();
-        let mut $machine = SimMachine::new(layout);
+        let mut $machine = SimMachine::new(layout.tag_regions());
         assert_invariants(&$pool);
     };
 }
@@ -232,7 +232,7 @@ fn block_size_above_one_reserves_exactly_the_block_of_the_group() {
     let config = Config::default();
     let mut tables = Tables::new(&layout, &specs, &config);
     let mut pool = Pool::new(layout, &specs, config, tables.storage()).unwrap();
-    let mut machine = SimMachine::new(layout);
+    let mut machine = SimMachine::new(layout.tag_regions());
     let a = alloc_checked(&mut pool, &mut machine, 0, tagged(page(0, 0), 5)).unwrap();
     assert_eq!(a.pages, 32);
     assert_eq!(pool.stats().blocks_reserved, 1);
@@ -572,7 +572,7 @@ fn every_bad_request_gets_its_typed_error_and_changes_nothing() {
     let config = Config::default();
     let mut tables = Tables::new(&layout, &specs, &config);
     let mut pool = Pool::new(layout, &specs, config, tables.storage()).unwrap();
-    let mut machine = SimMachine::new(layout);
+    let mut machine = SimMachine::new(layout.tag_regions());
     alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, 0), 1)).unwrap();
     alloc_checked(&mut pool, &mut machine, 1, untagged(page(1, 0), 0)).unwrap();
     let m = &mut machine;
@@ -710,7 +710,7 @@ fn without_tag_storage_tagged_requests_are_unsupported_and_untagged_ones_work() 
     let config = Config::default();
     let mut tables = Tables::new(&layout, &specs, &config);
     let mut pool = Pool::new(layout, &specs, config, tables.storage()).unwrap();
-    let mut machine = SimMachine::new(layout);
+    let mut machine = SimMachine::new(layout.tag_regions());
     refused(&mut pool, &mut machine, PoolError::Unsupported, |p, m| {
         p.alloc(m, 0, tagged(page(0, 0), 0))
     });
@@ -752,7 +752,7 @@ fn tag_block_affinity_packs_1000_scattered_tagged_frames_into_few_blocks() {
         };
         let mut tables = Tables::new(&layout, &specs, &config);
         let mut pool = Pool::new(layout, &specs, config, tables.storage()).unwrap();
-        let mut machine = SimMachine::new(layout);
+        let mut machine = SimMachine::new(layout.tag_regions());
         // Tagged requests interleaved with untagged ones, as a heap and a
         // bulk client would issue them.
         for n in 0..1000u64 {

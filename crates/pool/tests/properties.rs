@@ -19,7 +19,7 @@ use tagloan_pool::{
     Access, AllocRequest, ClientSpec, Config, Layout, LendPolicy, PageState, Pool, PoolError,
     RegionSpec, TagPlacement, TagSpec,
 };
-use tagloan_sim::{AccessFault, SimMachine};
+use tagloan_ram::{AccessFault, SimMachine};
 
 const CLIENTS: u8 = 3;
 const WINDOW_PAGES: u32 = 128;
@@ -495,7 +495,7 @@ fn run_sequence(setup: Setup, ops: &[Op]) {
     let pool = Pool::new(layout, &specs, config, tables.storage()).unwrap();
     let mut world = World {
         pool,
-        machine: SimMachine::new(layout),
+        machine: SimMachine::new(layout.tag_regions()),
         shadow: BTreeMap::new(),
         stamp: 0,
     };

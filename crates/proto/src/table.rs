@@ -100,7 +100,11 @@ impl core::fmt::Display for TableError {
             TableRule::DuplicateName => f.write_str("this PD is already listed"),
             TableRule::DuplicateChannel => f.write_str("this server channel id is already used"),
             TableRule::DuplicateChild => f.write_str("this child id is already used"),
-            TableRule::ChannelOutOfRange => f.write_str("channel and child ids are 0 to 62"),
+            TableRule::ChannelOutOfRange => write!(
+                f,
+                "channel and child ids are 0 to {} (Microkit)",
+                tagloan_microkit::MAX_CHANNEL_ID
+            ),
             TableRule::WindowMisaligned => f.write_str("the window base is not 4 KiB aligned"),
             TableRule::WindowEmpty => f.write_str("the window has no pages"),
             TableRule::WindowOutOfRange => {
@@ -136,7 +140,7 @@ fn name(text: Option<&str>) -> Result<String<MAX_NAME>, TableRule> {
 
 fn id(key: &'static str, text: &str) -> Result<u8, TableRule> {
     match number(key, text)? {
-        v @ 0..=62 => Ok(v as u8),
+        v if v <= tagloan_microkit::MAX_CHANNEL_ID as u64 => Ok(v as u8),
         _ => Err(TableRule::ChannelOutOfRange),
     }
 }

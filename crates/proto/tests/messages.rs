@@ -29,7 +29,7 @@ fn all_requests() -> Vec<Request> {
         Request::Pin { vaddr: 0 },
         Request::Unpin { vaddr: 0x1000 },
         Request::Query { vaddr: 0x4000_1000 },
-        Request::Stats,
+        Request::Stats {},
         Request::ResolveFault {
             client: 3,
             vaddr: 0x4000_2000,
@@ -46,8 +46,7 @@ fn all_requests() -> Vec<Request> {
         for f in flags {
             requests.push(Request::Alloc {
                 vaddr: 0x4000_0000,
-                order,
-                flags: f,
+                spec: AllocSpec { order, flags: f },
             });
         }
     }
@@ -74,8 +73,7 @@ fn every_request_round_trips() {
 fn each_malformation_gets_its_typed_error() {
     let (label, words) = encode(&Request::Alloc {
         vaddr: 0x4000_0000,
-        order: 2,
-        flags: AllocFlags::default(),
+        spec: AllocSpec::order(2),
     });
     assert_eq!(
         Request::decode(99, &words),
@@ -155,14 +153,14 @@ fn replies_round_trip_and_errors_carry_details() {
     let responses = [
         (
             Op::Alloc,
-            Response::Alloc {
+            Response::Alloc(Allocated {
                 pages: 4,
                 first_frame: 0x80123,
                 in_tag_storage: true,
-            },
+            }),
         ),
-        (Op::Free, Response::Freed { pages: 8 }),
-        (Op::Pin, Response::Done),
+        (Op::Free, Response::Free(Freed { pages: 8 })),
+        (Op::Pin, Response::Pin(())),
         (
             Op::Stats,
             Response::Stats(StatsReply {
@@ -179,16 +177,19 @@ fn replies_round_trip_and_errors_carry_details() {
         ),
         (
             Op::ResolveFault,
-            Response::Resolved(FaultReply::Tagged {
+            Response::ResolveFault(FaultReply::Tagged {
                 migrated: true,
                 deferred: false,
             }),
         ),
         (
             Op::ResolveFault,
-            Response::Resolved(FaultReply::TagCheck { memory_tag: 0xa }),
+            Response::ResolveFault(FaultReply::TagCheck { memory_tag: 0xa }),
         ),
-        (Op::ReclaimClient, Response::Reclaimed { frames: 77 }),
+        (
+            Op::ReclaimClient,
+            Response::ReclaimClient(Reclaimed { frames: 77 }),
+        ),
     ];
     for (op, response) in responses {
         let mut words = [0u64; MAX_MESSAGE_WORDS];
@@ -198,9 +199,12 @@ fn replies_round_trip_and_errors_carry_details() {
             Ok(Ok(response))
         );
     }
-    let error = Error::from(tagloan_pool::PoolError::NoMemory { frames: 512 });
+    let error = Error {
+        status: Status::NoMemory,
+        detail: [512, 0],
+    };
     let mut words = [0u64; 2];
-    let (label, count) = encode_error(&error, &mut words);
+    let (label, count) = error.encode(&mut words);
     assert_eq!(
         Response::decode(Op::Alloc, label, &words[..count]),
         Ok(Err(Error {
@@ -332,7 +336,10 @@ fn client_table_errors_name_the_line_and_the_rule() {
     let cases = [
         ("client a channel=1 child=1 window=0x1001 pages=1 quota=1", "not 4 KiB aligned"),
         ("client a channel=1 child=1 window=0x1000 pages=1 quota=2", "quota is above"),
-        ("client a channel=99 child=1 window=0x1000 pages=1 quota=1", "0 to 62"),
+        ("client a channel=99 child=1 window=0x1000 pages=1 quota=1", "0 to 61"),
+        // Microkit's channel ids stop at 61 (MICROKIT_MAX_CHANNELS is 62).
+        ("client a channel=62 child=1 window=0x1000 pages=1 quota=1", "0 to 61"),
+        ("client a channel=1 child=62 window=0x1000 pages=1 quota=1", "0 to 61"),
         ("client a channel=1 child=1 window=0x1000 pages=1", "`quota=` is missing"),
         ("client a channel=1 child=1 window=zz pages=1 quota=1", "not a number"),
         ("client a channel=1 child=1 window=0x1000 pages=1 quota=1 colour=red", "unknown key"),

@@ -6,14 +6,16 @@
 //! every operation it serves; the report counts those checks and any
 //! violation.
 
+pub mod observe;
 mod random;
 
 use std::path::{Path, PathBuf};
 
 pub use random::RandomClient;
 use tagloan_client::{Env, Paced, Progress, Stopped, Worker};
-use tagloan_microkit::Handler;
-use tagloan_sim::{Audit, Config, Constructor, Injection, Registry, Sim, SimError, Summary};
+use tagloan_sim::{
+    Audit, Config, Constructor, Hosted, Injection, Pd, Registry, Sim, SimError, Summary,
+};
 
 pub use client_bulk::{Bulk, BulkPlan};
 pub use client_lazy::{Lazy, LazyPlan};
@@ -211,10 +213,10 @@ fn worker<P: Copy + 'static, W: Worker + 'static>(
     plan: Option<P>,
     make: fn(P) -> W,
 ) -> Constructor {
-    Box::new(move || -> Box<dyn Handler> {
+    Box::new(move |_| -> Box<dyn Pd> {
         match plan {
-            Some(plan) => Box::new(Paced::new(make(plan))),
-            None => Box::new(Paced::new(Idle)),
+            Some(plan) => Hosted::observed(Paced::new(make(plan)), observe::client),
+            None => Hosted::observed(Paced::new(Idle), observe::client),
         }
     })
 }
@@ -222,11 +224,14 @@ fn worker<P: Copy + 'static, W: Worker + 'static>(
 /// The registry of the repo's PDs with `plans`.
 pub fn registry(plans: Plans) -> Registry {
     let mut registry = Registry::new();
-    registry.register("memory_server", || {
-        Box::new(memory_server::MemoryServer::new())
+    registry.register("memory_server", |build| {
+        Hosted::observed(
+            memory_server::MemoryServer::new(build.machine()),
+            observe::server,
+        )
     });
-    registry.register("fault_handler", || {
-        Box::new(fault_handler::FaultHandler::new())
+    registry.register("fault_handler", |_| {
+        Hosted::observed(fault_handler::FaultHandler::new(), observe::fault_handler)
     });
     let clients: [(&'static str, Constructor); 4] = [
         ("client_tagged_heap", worker(plans.heap, TaggedHeap::new)),
@@ -245,11 +250,11 @@ pub fn registry(plans: Plans) -> Registry {
                 let salt = name
                     .bytes()
                     .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-                registry.register(name, move || {
-                    Box::new(Paced::new(RandomClient::new(
-                        seed ^ salt,
-                        name == "client_bulk",
-                    )))
+                registry.register(name, move |_| {
+                    Hosted::observed(
+                        Paced::new(RandomClient::new(seed ^ salt, name == "client_bulk")),
+                        observe::client,
+                    )
                 });
             }
             None => registry.register(name, make),

@@ -3,8 +3,8 @@
 //! own tags. Used by the `random` scenario for every client PD.
 
 use tagloan_client::{
-    load_u64, my_entry, pattern, store_u64, AllocFlags, Choice, Env, PageState, Progress, Server,
-    Status, Stopped, Worker,
+    load_u64, my_entry, pattern, store_u64, AllocFlags, AllocSpec, Api, Choice, Env, Freed,
+    PageState, Progress, Server, Status, Stopped, Worker,
 };
 
 const PAGE: u64 = 4096;
@@ -150,7 +150,7 @@ impl Worker for RandomClient {
                     pinned: self.choice.below(10) == 0,
                     contiguous: self.choice.below(10) == 0,
                 };
-                match server.alloc(env, vaddr, order, flags)? {
+                match server.alloc(env, vaddr, AllocSpec { order, flags })? {
                     Ok(_) => {
                         self.held[slot] = Some(Held {
                             vaddr,
@@ -172,7 +172,7 @@ impl Worker for RandomClient {
                     self.check(env, slot)?;
                     let h = self.held[slot].expect("picked");
                     match server.free(env, h.vaddr)? {
-                        Ok(pages) if pages == 1 << h.order => self.held[slot] = None,
+                        Ok(Freed { pages }) if pages == 1 << h.order => self.held[slot] = None,
                         other => self.unexpected(1, other.err().map_or(0, |e| e.status as u64)),
                     }
                 }

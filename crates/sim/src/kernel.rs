@@ -19,22 +19,39 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use tagloan_microkit::{
-    fsr, AuditSink, Channel, ChannelSet, Child, Env, Fault, FrameView, Handler, Machine,
-    MessageInfo, Stopped, MSG_MAX_LENGTH,
+    fsr, Channel, ChannelSet, Child, Env, Fault, Handler, MessageInfo, Stopped, MSG_MAX_LENGTH,
 };
 use tagloan_mte::{pointer_tag, with_pointer_tag, Tag, FRAME_BYTES};
 use tagloan_pool::ClientId;
 use zerocopy::IntoBytes;
 
-use crate::memory::{AccessFault, SimMachine};
+use crate::hosted::{AuditSink, FrameView, Hosted, Pd, SharedMachine};
 use crate::rng::Rng;
 use crate::sdf::Sdf;
 use crate::system::System;
 use crate::trace::{Event, Summary, Trace};
+use tagloan_ram::{AccessFault, SimMachine};
 
-/// Makes a PD's handler. Registered by program image name.
-pub type Constructor = Box<dyn Fn() -> Box<dyn Handler>>;
+/// Makes a PD. Registered by program image name.
+pub type Constructor = Box<dyn Fn(&Build) -> Box<dyn Pd>>;
+
+/// What the simulator gives a PD it builds: for the PD that owns the pool
+/// (the memory server of a tagloan system), the machine.
+pub struct Build {
+    machine: Option<SharedMachine>,
+}
+
+impl Build {
+    /// The simulated machine, for the PD that owns the pool; `None` for
+    /// every other PD.
+    pub fn machine(&self) -> Option<SharedMachine> {
+        self.machine.clone()
+    }
+}
 
 /// The handler constructors, by program image (`memory_server.elf`, or its
 /// stem `memory_server`).
@@ -49,16 +66,25 @@ impl Registry {
     }
 
     /// Registers `make` for the program image `image`.
-    pub fn register(&mut self, image: &str, make: impl Fn() -> Box<dyn Handler> + 'static) {
+    pub fn register(&mut self, image: &str, make: impl Fn(&Build) -> Box<dyn Pd> + 'static) {
         self.constructors.insert(image.to_string(), Box::new(make));
     }
 
-    fn make(&self, image: &str) -> Option<Box<dyn Handler>> {
+    /// Registers a handler nobody observes, which needs no machine.
+    pub fn register_handler<H: Handler + 'static>(
+        &mut self,
+        image: &str,
+        make: impl Fn() -> H + 'static,
+    ) {
+        self.register(image, move |_| Hosted::plain(make()));
+    }
+
+    fn make(&self, image: &str, build: &Build) -> Option<Box<dyn Pd>> {
         let stem = image.strip_suffix(".elf").unwrap_or(image);
         self.constructors
             .get(image)
             .or_else(|| self.constructors.get(stem))
-            .map(|make| make())
+            .map(|make| make(build))
     }
 }
 
@@ -199,7 +225,7 @@ struct Core {
     sdf: Sdf,
     system: Option<System>,
     pds: Vec<PdState>,
-    machine: Option<SimMachine>,
+    machine: Option<Rc<RefCell<SimMachine>>>,
     machine_owner: Option<usize>,
     rng: Rng,
     trace: Trace,
@@ -212,7 +238,7 @@ struct Core {
 /// A simulated system.
 pub struct Sim {
     core: Core,
-    handlers: Vec<Option<Box<dyn Handler>>>,
+    handlers: Vec<Option<Box<dyn Pd>>>,
     started: bool,
 }
 
@@ -238,15 +264,28 @@ impl Sim {
         } else {
             None
         };
+        let machine = system.as_ref().map(|s| {
+            let mut machine = SimMachine::new(s.platform.layout.tag_regions());
+            machine.record_events();
+            Rc::new(RefCell::new(machine))
+        });
+        let machine_owner = system.as_ref().map(|s| s.server);
         let mut handlers = Vec::new();
         let mut pds = Vec::new();
         for (index, pd) in sdf.pds.iter().enumerate() {
-            let handler = registry
-                .make(&pd.program_image)
-                .ok_or_else(|| SimError::NoHandler {
-                    pd: pd.name.clone(),
-                    image: pd.program_image.clone(),
-                })?;
+            let build = Build {
+                machine: machine
+                    .as_ref()
+                    .filter(|_| machine_owner == Some(index))
+                    .map(|m| SharedMachine(m.clone())),
+            };
+            let handler =
+                registry
+                    .make(&pd.program_image, &build)
+                    .ok_or_else(|| SimError::NoHandler {
+                        pd: pd.name.clone(),
+                        image: pd.program_image.clone(),
+                    })?;
             handlers.push(Some(handler));
             let mut regions = BTreeMap::new();
             let mut writable = Vec::new();
@@ -291,13 +330,7 @@ impl Sim {
                 writable,
             });
         }
-        let machine = system.as_ref().map(|s| {
-            let mut machine = SimMachine::new(s.platform.layout);
-            machine.record_events();
-            machine
-        });
         let names = sdf.pds.iter().map(|p| p.name.clone()).collect();
-        let machine_owner = system.as_ref().map(|s| s.server);
         Ok(Sim {
             core: Core {
                 sdf,
@@ -327,7 +360,7 @@ impl Sim {
                 continue;
             }
             self.core.record(Event::Init { pd });
-            run_handler(&mut self.core, &mut self.handlers, pd, |h, env| h.init(env));
+            let _ = run_handler(&mut self.core, &mut self.handlers, pd, |h, env| h.init(env));
             self.settle();
         }
     }
@@ -342,7 +375,7 @@ impl Sim {
         {
             self.core.pds[pd].state = RunState::Running;
             self.core.record(Event::Init { pd });
-            run_handler(&mut self.core, &mut self.handlers, pd, |h, env| h.init(env));
+            let _ = run_handler(&mut self.core, &mut self.handlers, pd, |h, env| h.init(env));
         }
     }
 
@@ -369,7 +402,7 @@ impl Sim {
         let badge = std::mem::take(&mut self.core.pds[pd].pending);
         self.core.step += 1;
         self.core.record(Event::Wake { pd, badge });
-        run_handler(&mut self.core, &mut self.handlers, pd, |h, env| {
+        let _ = run_handler(&mut self.core, &mut self.handlers, pd, |h, env| {
             h.notified(env, ChannelSet::from_badge(badge))
         });
         self.settle();
@@ -434,14 +467,14 @@ impl Sim {
     }
 
     /// The simulated machine (RAM, tags, mappings), for a tagloan system.
-    pub fn machine(&self) -> Option<&SimMachine> {
-        self.core.machine.as_ref()
+    pub fn machine(&self) -> Option<std::cell::Ref<'_, SimMachine>> {
+        self.core.machine.as_ref().map(|m| m.borrow())
     }
 
     /// The simulated machine, mutable: tests use it to play a hardware
     /// fault, e.g. a stray write into tag storage.
-    pub fn machine_mut(&mut self) -> Option<&mut SimMachine> {
-        self.core.machine.as_mut()
+    pub fn machine_mut(&mut self) -> Option<std::cell::RefMut<'_, SimMachine>> {
+        self.core.machine.as_ref().map(|m| m.borrow_mut())
     }
 
     /// The system: SDF, platform and client table, bound together.
@@ -480,11 +513,12 @@ impl Core {
     }
 
     fn flush_machine_events(&mut self) {
-        let Some(machine) = self.machine.as_mut() else {
+        let Some(machine) = self.machine.as_ref() else {
             return;
         };
-        for event in machine.drain_events() {
-            self.trace.record(self.step, event);
+        let events = machine.borrow_mut().drain_events();
+        for event in events {
+            self.trace.record(self.step, Event::from(event));
         }
     }
 
@@ -513,13 +547,15 @@ impl Core {
     }
 }
 
-/// Runs one entry point of `pd`'s handler with its env.
+/// Runs one entry point of `pd`'s handler with its env. An entry point
+/// that returns an error ends the PD, as a panic does on seL4: the error is
+/// printed and the PD stops.
 fn run_handler(
     core: &mut Core,
-    handlers: &mut [Option<Box<dyn Handler>>],
+    handlers: &mut [Option<Box<dyn Pd>>],
     pd: usize,
-    body: impl FnOnce(&mut dyn Handler, &mut dyn Env),
-) {
+    body: impl FnOnce(&mut dyn Pd, &mut dyn Env) -> Result<(), String>,
+) -> bool {
     let mut handler = handlers[pd].take().unwrap_or_else(|| {
         panic!(
             "PD `{}` re-entered: a PPC or fault cycle",
@@ -527,16 +563,27 @@ fn run_handler(
         )
     });
     core.pds[pd].executing = true;
+    let mut ok = true;
     {
         let mut env = PdEnv {
             core: &mut *core,
             handlers: &mut *handlers,
             pd,
         };
-        body(handler.as_mut(), &mut env);
+        if let Err(error) = body(handler.as_mut(), &mut env) {
+            ok = false;
+            env.core.record(Event::Print {
+                pd,
+                text: format!("handler error, the PD ends: {error}"),
+            });
+            env.core.pds[pd].state = RunState::Stopped;
+            env.core.pds[pd].pending = 0;
+            env.core.record(Event::Stop { pd });
+        }
     }
     core.pds[pd].executing = false;
     handlers[pd] = Some(handler);
+    ok
 }
 
 struct Sink<'a> {
@@ -582,7 +629,7 @@ impl AuditSink for Sink<'_> {
 
 fn audit_pd(
     core: &mut Core,
-    handlers: &mut [Option<Box<dyn Handler>>],
+    handlers: &mut [Option<Box<dyn Pd>>],
     pd: usize,
     frames: Option<&mut Vec<FrameView>>,
 ) {
@@ -599,7 +646,7 @@ fn audit_pd(
 /// The env of one PD while its handler runs.
 struct PdEnv<'a> {
     core: &'a mut Core,
-    handlers: &'a mut [Option<Box<dyn Handler>>],
+    handlers: &'a mut [Option<Box<dyn Pd>>],
     pd: usize,
 }
 
@@ -637,8 +684,9 @@ impl PdEnv<'_> {
             .expect("a child PD has an id");
         let info = fault.encode(&mut self.core.pds[parent].mrs[..]);
         let mut reply = None;
-        run_handler(self.core, self.handlers, parent, |h, env| {
-            reply = h.fault(env, Child::new(usize::from(child_id)), info);
+        let _ = run_handler(self.core, self.handlers, parent, |h, env| {
+            reply = h.fault(env, Child::new(usize::from(child_id)), info)?;
+            Ok(())
         });
         self.core.record(Event::FaultReply {
             parent,
@@ -720,8 +768,10 @@ impl PdEnv<'_> {
             loop {
                 self.tick()?;
                 self.core.trace.summary.accesses += 1;
-                let result = match (self.client(), self.core.machine.as_mut()) {
-                    (Some(client), Some(machine)) => op(machine, client, at, done..done + chunk),
+                let result = match (self.client(), self.core.machine.as_ref()) {
+                    (Some(client), Some(machine)) => {
+                        op(&mut machine.borrow_mut(), client, at, done..done + chunk)
+                    }
                     _ => Err(AccessFault::Vm {
                         vaddr: tagloan_mte::untagged_address(at),
                     }),
@@ -738,7 +788,7 @@ impl PdEnv<'_> {
                         fsr: match self
                             .client()
                             .zip(self.core.machine.as_ref())
-                            .and_then(|(c, m)| m.mapping(c, vaddr))
+                            .and_then(|(c, m)| m.borrow().mapping(c, vaddr))
                         {
                             Some(_) => fsr::PERMISSION_L3,
                             None => fsr::TRANSLATION_L3,
@@ -847,9 +897,18 @@ impl Env for PdEnv<'_> {
             words,
         });
         let mut reply = MessageInfo::new(0, 0);
-        run_handler(self.core, self.handlers, callee, |h, env| {
-            reply = h.protected(env, Channel::new(usize::from(theirs.id)), info);
+        let served = run_handler(self.core, self.handlers, callee, |h, env| {
+            reply = h.protected(env, Channel::new(usize::from(theirs.id)), info)?;
+            Ok(())
         });
+        if !served {
+            // The server's handler failed and it ended without replying: the
+            // caller blocks for ever, as on seL4.
+            self.core.record(Event::Blocked { pd: me, on: callee });
+            self.core.pds[me].state = RunState::Stopped;
+            self.core.record(Event::Stop { pd: me });
+            return Err(Stopped);
+        }
         self.core.flush_machine_events();
         if self.core.audit_every_call {
             audit_pd(self.core, self.handlers, callee, None);
@@ -950,14 +1009,6 @@ impl Env for PdEnv<'_> {
         // gives the 8-byte alignment a page-aligned mapping would.
         let words: &'static mut [u64] = Box::leak(vec![0u64; size.div_ceil(8)].into_boxed_slice());
         Some(words.as_mut_bytes())
-    }
-
-    fn machine(&mut self) -> Option<&mut dyn Machine> {
-        if Some(self.pd) == self.core.machine_owner {
-            self.core.machine.as_mut().map(|m| m as &mut dyn Machine)
-        } else {
-            None
-        }
     }
 
     fn load(&mut self, pointer: u64, out: &mut [u8]) -> Result<(), Stopped> {

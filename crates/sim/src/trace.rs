@@ -6,7 +6,8 @@
 
 use std::fmt::Write as _;
 
-use tagloan_microkit::{Access, Fault};
+use tagloan_microkit::Fault;
+use tagloan_pool::Access;
 
 /// One thing that happened. PDs are by index into the SDF's PD list.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -89,6 +90,29 @@ pub enum Event {
         pd: usize,
         text: String,
     },
+}
+
+impl From<tagloan_ram::MachineEvent> for Event {
+    fn from(event: tagloan_ram::MachineEvent) -> Event {
+        use tagloan_ram::MachineEvent as M;
+        match event {
+            M::Map {
+                client,
+                vaddr,
+                frame,
+                access,
+            } => Event::Map {
+                client,
+                vaddr,
+                frame,
+                access,
+            },
+            M::Unmap { client, vaddr } => Event::Unmap { client, vaddr },
+            M::Copy { from, to } => Event::Copy { from, to },
+            M::Zero { frame } => Event::Zero { frame },
+            M::TagWrite { frame } => Event::TagWrite { frame },
+        }
+    }
 }
 
 /// Counts of each kind of event, and of client memory accesses.

@@ -155,8 +155,16 @@ type Log = Rc<RefCell<Vec<String>>>;
 /// one register is the first request register plus one.
 struct Echo(Log);
 impl Handler for Echo {
-    fn init(&mut self, _env: &mut dyn Env) {}
-    fn protected(&mut self, env: &mut dyn Env, channel: Channel, info: MessageInfo) -> MessageInfo {
+    type Error = String;
+    fn init(&mut self, _env: &mut dyn Env) -> Result<(), String> {
+        Ok(())
+    }
+    fn protected(
+        &mut self,
+        env: &mut dyn Env,
+        channel: Channel,
+        info: MessageInfo,
+    ) -> Result<MessageInfo, String> {
         let value = env.mr(0);
         self.0.borrow_mut().push(format!(
             "protected ch{} label{} count{} mr0={value}",
@@ -164,17 +172,23 @@ impl Handler for Echo {
             info.label(),
             info.count()
         ));
+        if value == 666 {
+            return Err(format!(
+                "mr0 holds {value}, which this server refuses to serve"
+            ));
+        }
         env.set_mr(0, value + 1);
-        MessageInfo::new(channel.index() as u64, 1)
+        Ok(MessageInfo::new(channel.index() as u64, 1))
     }
 }
 
 /// The client: on init it calls the server, then loads from an unmapped
 /// address (a VM fault), then notifies its parent.
-struct Caller(Log);
+struct Caller(Log, u64);
 impl Handler for Caller {
-    fn init(&mut self, env: &mut dyn Env) {
-        env.set_mr(0, 41);
+    type Error = String;
+    fn init(&mut self, env: &mut dyn Env) -> Result<(), String> {
+        env.set_mr(0, self.1);
         match env.ppcall(Channel::new(3), MessageInfo::new(9, 1)) {
             Ok(reply) => {
                 self.0
@@ -183,7 +197,7 @@ impl Handler for Caller {
             }
             Err(_) => {
                 self.0.borrow_mut().push("call stopped".into());
-                return;
+                return Ok(());
             }
         }
         let mut byte = [0u8; 1];
@@ -191,10 +205,11 @@ impl Handler for Caller {
             Ok(()) => self.0.borrow_mut().push("load resumed".into()),
             Err(_) => {
                 self.0.borrow_mut().push("load stopped".into());
-                return;
+                return Ok(());
             }
         }
         env.notify(Channel::new(1));
+        Ok(())
     }
 }
 
@@ -207,13 +222,22 @@ struct Parent {
     faults: u32,
 }
 impl Handler for Parent {
-    fn init(&mut self, _env: &mut dyn Env) {}
-    fn notified(&mut self, _env: &mut dyn Env, channels: ChannelSet) {
+    type Error = core::convert::Infallible;
+    fn init(&mut self, _env: &mut dyn Env) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn notified(&mut self, _env: &mut dyn Env, channels: ChannelSet) -> Result<(), Self::Error> {
         self.log
             .borrow_mut()
             .push(format!("notified badge {:#x}", channels.badge()));
+        Ok(())
     }
-    fn fault(&mut self, env: &mut dyn Env, child: Child, info: MessageInfo) -> Option<MessageInfo> {
+    fn fault(
+        &mut self,
+        env: &mut dyn Env,
+        child: Child,
+        info: MessageInfo,
+    ) -> Result<Option<MessageInfo>, Self::Error> {
         let fault = Fault::decode(info, &[env.mr(0), env.mr(1), env.mr(2), env.mr(3)]);
         self.faults += 1;
         self.log.borrow_mut().push(format!(
@@ -226,7 +250,7 @@ impl Handler for Parent {
             }
         ));
         if self.faults <= self.resume {
-            return Some(MessageInfo::new(0, 0));
+            return Ok(Some(MessageInfo::new(0, 0)));
         }
         if self.restart {
             self.restart = false;
@@ -234,25 +258,27 @@ impl Handler for Parent {
         } else {
             env.pd_stop(child);
         }
-        None
+        Ok(None)
     }
 }
 
 fn system(resume: u32, restart: bool, config: Config) -> (Sim, Log) {
+    system_with(41, resume, restart, config)
+}
+
+fn system_with(first_word: u64, resume: u32, restart: bool, config: Config) -> (Sim, Log) {
     let log: Log = Rc::default();
     let mut registry = Registry::new();
     let l = log.clone();
-    registry.register("server", move || Box::new(Echo(l.clone())));
+    registry.register_handler("server", move || Echo(l.clone()));
     let l = log.clone();
-    registry.register("client", move || Box::new(Caller(l.clone())));
+    registry.register_handler("client", move || Caller(l.clone(), first_word));
     let l = log.clone();
-    registry.register("parent", move || {
-        Box::new(Parent {
-            log: l.clone(),
-            resume,
-            restart,
-            faults: 0,
-        })
+    registry.register_handler("parent", move || Parent {
+        log: l.clone(),
+        resume,
+        restart,
+        faults: 0,
     });
     let sim = Sim::new(sdf(PAIR).unwrap(), &registry, config).unwrap();
     (sim, log)
@@ -275,6 +301,22 @@ fn a_ppc_runs_the_callee_at_once_with_the_badge_and_registers_and_a_fault_reache
     assert!(!sim.is_running("client"));
     let summary = sim.summary();
     assert_eq!((summary.calls, summary.faults_vm, summary.stops), (1, 1, 1));
+}
+
+#[test]
+fn a_handler_that_returns_an_error_ends_its_pd_and_its_caller_blocks_for_ever() {
+    // The server refuses to serve 666 by failing its handler: on seL4 the PD
+    // ends (sel4-microkit panics), no reply comes, and the caller blocks.
+    let (mut sim, log) = system_with(666, 0, false, Config::default());
+    sim.run(100);
+    assert_eq!(
+        *log.borrow(),
+        ["protected ch5 label9 count1 mr0=666", "call stopped"]
+    );
+    assert!(!sim.is_running("server"), "the failed handler ends its PD");
+    assert!(!sim.is_running("client"), "its caller blocks for ever");
+    let summary = sim.summary();
+    assert_eq!((summary.calls, summary.stops), (1, 2));
 }
 
 #[test]
@@ -312,9 +354,11 @@ fn notifications_set_badge_bits_and_an_injected_drop_loses_one() {
     // A client that only signals its parent, twice.
     struct Notifier;
     impl Handler for Notifier {
-        fn init(&mut self, env: &mut dyn Env) {
+        type Error = core::convert::Infallible;
+        fn init(&mut self, env: &mut dyn Env) -> Result<(), Self::Error> {
             env.notify(Channel::new(1));
             env.notify(Channel::new(1));
+            Ok(())
         }
     }
     let text = PAIR;
@@ -322,16 +366,14 @@ fn notifications_set_badge_bits_and_an_injected_drop_loses_one() {
         let log: Log = Rc::default();
         let mut registry = Registry::new();
         let l = log.clone();
-        registry.register("server", move || Box::new(Echo(l.clone())));
-        registry.register("client", || Box::new(Notifier));
+        registry.register_handler("server", move || Echo(l.clone()));
+        registry.register_handler("client", || Notifier);
         let l = log.clone();
-        registry.register("parent", move || {
-            Box::new(Parent {
-                log: l.clone(),
-                resume: 0,
-                restart: false,
-                faults: 0,
-            })
+        registry.register_handler("parent", move || Parent {
+            log: l.clone(),
+            resume: 0,
+            restart: false,
+            faults: 0,
         });
         let mut sim = Sim::new(
             sdf(text).unwrap(),

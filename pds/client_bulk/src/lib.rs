@@ -4,8 +4,8 @@
 #![no_std]
 
 use tagloan_client::{
-    load_u64, my_entry, pattern, store_u64, AllocFlags, Env, Paced, Progress, Server, Status,
-    Stopped, Worker,
+    load_u64, my_entry, pattern, store_u64, AllocFlags, AllocSpec, Api, Env, Paced, Progress,
+    Server, Status, Stopped, Worker,
 };
 
 /// Most buffers it tracks.
@@ -149,7 +149,14 @@ impl Worker for Bulk {
                 contiguous: self.plan.contiguous,
                 ..AllocFlags::default()
             };
-            match server.alloc(env, vaddr, self.plan.order, flags)? {
+            match server.alloc(
+                env,
+                vaddr,
+                AllocSpec {
+                    order: self.plan.order,
+                    flags,
+                },
+            )? {
                 Ok(a) => {
                     self.counts.allocated += 1;
                     self.counts.in_tag_storage += u64::from(a.in_tag_storage);

@@ -11,8 +11,8 @@
 #![no_std]
 
 use tagloan_client::{
-    load_u64, my_entry, pattern, store_u64, AllocFlags, Env, Paced, PageState, Progress, Server,
-    Status, Stopped, Worker,
+    load_u64, my_entry, pattern, store_u64, AllocSpec, Api, Env, Paced, PageState, Progress,
+    Server, Status, Stopped, Worker,
 };
 
 const PAGE: u64 = 4096;
@@ -146,30 +146,28 @@ impl Worker for Lazy {
         }
         let base = self.base();
         match self.phase {
-            Phase::Alloc => {
-                match server.alloc(env, base, self.plan.order, AllocFlags::default())? {
-                    Ok(_) => {
-                        for page in 0..self.pages() {
-                            let at = base + page * PAGE;
-                            store_u64(env, at, pattern(at, self.generation()))?;
-                            store_u64(
-                                env,
-                                at + PAGE - 8,
-                                pattern(at + PAGE - 8, self.generation()),
-                            )?;
-                        }
-                        self.phase = Phase::Enable;
+            Phase::Alloc => match server.alloc(env, base, AllocSpec::order(self.plan.order))? {
+                Ok(_) => {
+                    for page in 0..self.pages() {
+                        let at = base + page * PAGE;
+                        store_u64(env, at, pattern(at, self.generation()))?;
+                        store_u64(
+                            env,
+                            at + PAGE - 8,
+                            pattern(at + PAGE - 8, self.generation()),
+                        )?;
                     }
-                    Err(e) if e.status == Status::NoMemory => {
-                        self.counts.no_memory += 1;
-                        return Ok(Progress::Done);
-                    }
-                    Err(_) => {
-                        self.counts.errors += 1;
-                        return Ok(Progress::Done);
-                    }
+                    self.phase = Phase::Enable;
                 }
-            }
+                Err(e) if e.status == Status::NoMemory => {
+                    self.counts.no_memory += 1;
+                    return Ok(Progress::Done);
+                }
+                Err(_) => {
+                    self.counts.errors += 1;
+                    return Ok(Progress::Done);
+                }
+            },
             Phase::Enable => {
                 self.enabled = match server.enable_tagging(env, base, self.pages() as u32)? {
                     Ok(()) => true,

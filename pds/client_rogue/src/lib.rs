@@ -4,8 +4,8 @@
 #![no_std]
 
 use tagloan_client::{
-    channels, my_entry, AllocFlags, ClientTable, Env, Op, Paced, Progress, Request, Server,
-    StatsReply, Status, Stopped, Worker, PROTOCOL_VERSION,
+    channels, my_entry, AllocFlags, AllocSpec, Api, ClientTable, Env, Op, Paced, Progress, Request,
+    Server, StatsReply, Status, Stopped, Worker, PROTOCOL_VERSION,
 };
 
 const PAGE: u64 = 4096;
@@ -62,8 +62,10 @@ pub fn cases(mine: u64, quota: u32, other: u64) -> [Case; 21] {
             "alloc in another client's window",
             Request::Alloc {
                 vaddr: other,
-                order: 0,
-                flags: plain,
+                spec: AllocSpec {
+                    order: 0,
+                    flags: plain,
+                },
             },
             Status::NotOwner,
         ),
@@ -126,8 +128,10 @@ pub fn cases(mine: u64, quota: u32, other: u64) -> [Case; 21] {
             "quota overrun",
             Request::Alloc {
                 vaddr: mine,
-                order: over,
-                flags: plain,
+                spec: AllocSpec {
+                    order: over,
+                    flags: plain,
+                },
             },
             Status::OutOfQuota,
         ),
@@ -135,8 +139,10 @@ pub fn cases(mine: u64, quota: u32, other: u64) -> [Case; 21] {
             "misaligned address",
             Request::Alloc {
                 vaddr: mine + 8,
-                order: 0,
-                flags: plain,
+                spec: AllocSpec {
+                    order: 0,
+                    flags: plain,
+                },
             },
             Status::InvalidArgument,
         ),
@@ -262,9 +268,27 @@ impl Worker for Rogue {
             // held, mapped and unpinned, for the unpin case.
             let plain = AllocFlags::default();
             let setup = [
-                server.alloc(env, self.mine, 0, plain)?.map(|_| ()),
+                server
+                    .alloc(
+                        env,
+                        self.mine,
+                        AllocSpec {
+                            order: 0,
+                            flags: plain,
+                        },
+                    )?
+                    .map(|_| ()),
                 server.free(env, self.mine)?.map(|_| ()),
-                server.alloc(env, held, 0, plain)?.map(|_| ()),
+                server
+                    .alloc(
+                        env,
+                        held,
+                        AllocSpec {
+                            order: 0,
+                            flags: plain,
+                        },
+                    )?
+                    .map(|_| ()),
             ];
             self.setup_failed += setup.iter().filter(|r| r.is_err()).count() as u64;
             self.setup_done = true;

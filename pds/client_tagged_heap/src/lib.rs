@@ -9,8 +9,8 @@
 #![no_std]
 
 use tagloan_client::{
-    load_u64, my_entry, pattern, store_u64, AllocFlags, Choice, Env, Paced, Progress, Server,
-    Status, Stopped, Worker,
+    load_u64, my_entry, pattern, store_u64, AllocFlags, AllocSpec, Api, Choice, Env, Paced,
+    Progress, Server, Status, Stopped, Worker,
 };
 
 const PAGE: u64 = 4096;
@@ -190,7 +190,14 @@ impl Worker for TaggedHeap {
                 tagged: true,
                 ..AllocFlags::default()
             };
-            match Server::for_client().alloc(env, vaddr, self.plan.order.min(2), flags)? {
+            match Server::for_client().alloc(
+                env,
+                vaddr,
+                AllocSpec {
+                    order: self.plan.order.min(2),
+                    flags,
+                },
+            )? {
                 Ok(_) => {
                     self.arenas += 1;
                     self.counts.arenas_allocated += 1;

@@ -16,9 +16,11 @@
 //! equal priority interleave (on seL4 as in the simulator).
 #![no_std]
 
-use tagloan_client::{channels, ClientTable, FaultKind, FaultReply, Server, Status};
+use tagloan_client::{
+    channels, Api, ClientTable, FaultKind, FaultReply, Reclaimed, Server, Status,
+};
 use tagloan_microkit::{
-    AuditSink, Channel, ChannelSet, Child, Env, Fault, Handler, MessageInfo, MSG_MAX_LENGTH,
+    Channel, ChannelSet, Child, Env, Fault, Handler, Infallible, MessageInfo, MSG_MAX_LENGTH,
 };
 
 const MAX_CLIENTS: usize = tagloan_client::MAX_TABLE_CLIENTS;
@@ -82,7 +84,7 @@ impl FaultHandler {
 
     fn reclaim(&mut self, env: &mut dyn Env, client: u8, name: &str) {
         match server().reclaim_client(env, client) {
-            Ok(Ok(frames)) => {
+            Ok(Ok(Reclaimed { frames })) => {
                 self.counts.reclaimed_frames += u64::from(frames);
                 tagloan_microkit::debug_println!(
                     env,
@@ -137,7 +139,10 @@ impl FaultHandler {
 }
 
 impl Handler for FaultHandler {
-    fn init(&mut self, env: &mut dyn Env) {
+    /// The handler never ends: a bad table leaves it up, pacing no one.
+    type Error = Infallible;
+
+    fn init(&mut self, env: &mut dyn Env) -> Result<(), Infallible> {
         let table = match env.region("client_table").map(ClientTable::parse) {
             Some(Ok(table)) => table,
             Some(Err(error)) => {
@@ -145,23 +150,24 @@ impl Handler for FaultHandler {
                     env,
                     "fault_handler: client table refused: {error}"
                 );
-                return;
+                return Ok(());
             }
             None => {
                 tagloan_microkit::debug_println!(
                     env,
                     "fault_handler: region `client_table` is not mapped"
                 );
-                return;
+                return Ok(());
             }
         };
         // Clients announce themselves from their own `init`.
         self.table = Some(table);
+        Ok(())
     }
 
-    fn notified(&mut self, env: &mut dyn Env, channels: ChannelSet) {
+    fn notified(&mut self, env: &mut dyn Env, channels: ChannelSet) -> Result<(), Infallible> {
         let Some(table) = self.table.as_ref() else {
-            return;
+            return Ok(());
         };
         for channel in channels.iter() {
             // A client finished a unit of work and yields: let it go on.
@@ -172,9 +178,26 @@ impl Handler for FaultHandler {
                 }
             }
         }
+        Ok(())
     }
 
-    fn fault(&mut self, env: &mut dyn Env, child: Child, info: MessageInfo) -> Option<MessageInfo> {
+    fn fault(
+        &mut self,
+        env: &mut dyn Env,
+        child: Child,
+        info: MessageInfo,
+    ) -> Result<Option<MessageInfo>, Infallible> {
+        Ok(self.handle_fault(env, child, info))
+    }
+}
+
+impl FaultHandler {
+    fn handle_fault(
+        &mut self,
+        env: &mut dyn Env,
+        child: Child,
+        info: MessageInfo,
+    ) -> Option<MessageInfo> {
         let mut mrs = [0u64; Fault::MAX_LENGTH];
         for (i, w) in mrs
             .iter_mut()
@@ -252,7 +275,8 @@ impl Handler for FaultHandler {
         }
     }
 
-    fn audit(&mut self, sink: &mut dyn AuditSink) {
+    /// What it has done, by counter name (for whoever observes the PD).
+    pub fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
         let c = self.counts;
         for (name, value) in [
             ("faults_resolved", c.resolved),
@@ -264,7 +288,7 @@ impl Handler for FaultHandler {
             ("reclaimed_frames", c.reclaimed_frames),
             ("paced", c.paced),
         ] {
-            sink.counter(name, value);
+            report(name, value);
         }
     }
 }

@@ -5,22 +5,31 @@
 //! `tagloan-platform`, reads the client table, carves the pool's tables out
 //! of its bookkeeping region and builds the pool core over them. It then
 //! serves every operation of the protocol: the channel a call arrives on (its
-//! badge) says who is calling, the fault-handler-only operations are refused
-//! to clients, every message is decoded with `tagloan-proto` before anything
-//! is touched, and every effect on memory goes through the runtime's kernel
-//! and tag operations.
+//! badge) says who is calling, every message is decoded with `tagloan-proto`
+//! before anything is touched, the protocol's `dispatch` refuses the fault
+//! handler's operations to clients, and this crate's [`tagloan_proto::Serve`]
+//! implementation runs each operation on the pool.
+//!
+//! Every effect on memory goes through the machine `M` (the pool's `Kernel`
+//! and `TagOps`), which the backend that builds the server hands to
+//! [`MemoryServer::new`]: the simulator's RAM, or on seL4 the frame and
+//! VSpace capabilities. A backend that has none passes `None` and the server
+//! refuses every request with `unsupported`.
 #![no_std]
 
-use tagloan_microkit::{AuditSink, Channel, Env, FrameView, Handler, Machine, MessageInfo};
+mod convert;
+
+use tagloan_microkit::{Channel, Env, Handler, Infallible, MessageInfo};
 use tagloan_mte::{granule_tag, untagged_address, FrameTags, GRANULE_BYTES, TAG_BYTES_PER_FRAME};
 use tagloan_platform::TagStorage;
-use tagloan_pool::{
-    AllocRequest, Config, Frame, Mode, PageState, Pool, PoolKind, Resolution, Storage,
-};
+use tagloan_pool::{AllocRequest, Config, Machine, Pool, Resolution, Storage};
 use tagloan_proto::{
-    encode_error, ClientTable, Error, FaultKind, FaultReply, Op, Request, Response, StatsReply,
-    Status, MAX_MESSAGE_WORDS,
+    dispatch, AllocSpec, Allocated, ArgumentRule, Caller, ClientId, ClientTable, DecodeError,
+    Error, FaultKind, FaultReply, Freed, Op, PageInfo, PageState, Reclaimed, Request, Response,
+    Serve, StatsReply, Status, MAX_MESSAGE_WORDS,
 };
+
+pub use convert::{page_info, refusal};
 
 /// Names of the regions the server maps (see `system.xml`).
 pub const DTB_REGION: &str = "dtb";
@@ -50,52 +59,86 @@ impl core::fmt::Display for StartError {
             StartError::Platform(e) => write!(f, "device tree refused: {e}"),
             StartError::Table(e) => write!(f, "{e}"),
             StartError::Pool(e) => write!(f, "pool: {e}"),
-            StartError::NoMachine => {
-                f.write_str("no frame or VSpace capabilities: this PD does not own the pool")
-            }
+            StartError::NoMachine => f.write_str(
+                "no frame or VSpace capabilities: this backend gives the server no machine",
+            ),
         }
     }
 }
 
-/// Who is calling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Caller {
-    Client(u8),
-    FaultHandler,
+/// A machine that does not exist: the type of a server built by a backend
+/// that has no frame capabilities to give (the seL4 link stub). It has no
+/// values, so none of its operations can ever run.
+pub enum NoMachine {}
+
+impl tagloan_pool::Kernel for NoMachine {
+    fn map(&mut self, _: u8, _: u64, _: tagloan_pool::Pfn, _: tagloan_pool::Access) {
+        match *self {}
+    }
+    fn unmap(&mut self, _: u8, _: u64) {
+        match *self {}
+    }
+    fn copy_frame(&mut self, _: tagloan_pool::Pfn, _: tagloan_pool::Pfn) {
+        match *self {}
+    }
+    fn zero_frame(&mut self, _: tagloan_pool::Pfn) {
+        match *self {}
+    }
 }
 
-struct Serving {
+impl tagloan_mte::TagOps for NoMachine {
+    fn write_tags(&mut self, _: tagloan_pool::Pfn, _: &FrameTags) {
+        match *self {}
+    }
+    fn read_tags(&mut self, _: tagloan_pool::Pfn, _: &mut FrameTags) {
+        match *self {}
+    }
+    fn zero_tags(&mut self, _: tagloan_pool::Pfn) {
+        match *self {}
+    }
+    fn copy_tags(&mut self, _: tagloan_pool::Pfn, _: tagloan_pool::Pfn) {
+        match *self {}
+    }
+}
+
+/// The server's own counters, beside the pool's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerCounters {
+    /// PPCs received.
+    pub calls: u64,
+    /// Requests that did not decode.
+    pub refused_malformed: u64,
+    /// Requests from an unknown channel, or for an operation the caller
+    /// may not ask for.
+    pub refused_permission: u64,
+}
+
+struct Serving<M> {
     pool: Pool<'static>,
+    machine: M,
     table: ClientTable,
     fault_handler_channel: Option<u8>,
     /// Whether the hardware stores tags (the init-time probe).
     probe: TagProbe,
-    calls: u64,
-    refused_malformed: u64,
-    refused_permission: u64,
+    counters: ServerCounters,
 }
 
-/// The memory server's handler.
-pub struct MemoryServer {
-    serving: Option<Serving>,
+/// The memory server's handler, over the machine `M` its backend gave it.
+pub struct MemoryServer<M: Machine> {
+    /// The machine until `init` builds the pool over it.
+    machine: Option<M>,
+    serving: Option<Serving<M>>,
     start_error: Option<StartError>,
-    /// Check the pool invariants on every audit (the simulator asks after
-    /// each call; on seL4 nothing asks).
-    audit_invariants: bool,
 }
 
-impl Default for MemoryServer {
-    fn default() -> MemoryServer {
-        MemoryServer::new()
-    }
-}
-
-impl MemoryServer {
-    pub const fn new() -> MemoryServer {
+impl<M: Machine> MemoryServer<M> {
+    /// A server over `machine`, or, with `None`, one that will refuse every
+    /// request with `unsupported` and say why at `init`.
+    pub const fn new(machine: Option<M>) -> MemoryServer<M> {
         MemoryServer {
+            machine,
             serving: None,
             start_error: None,
-            audit_invariants: true,
         }
     }
 
@@ -104,7 +147,30 @@ impl MemoryServer {
         self.start_error.as_ref()
     }
 
-    fn start(env: &mut dyn Env) -> Result<Serving, StartError> {
+    /// The pool, once the server runs: for observers (the simulator's
+    /// invariant audit, frame pictures). Read-only.
+    pub fn pool(&self) -> Option<&Pool<'static>> {
+        self.serving.as_ref().map(|s| &s.pool)
+    }
+
+    /// The client table, once the server runs.
+    pub fn table(&self) -> Option<&ClientTable> {
+        self.serving.as_ref().map(|s| &s.table)
+    }
+
+    /// What the start-up probe found, once the server runs.
+    pub fn probe(&self) -> Option<TagProbe> {
+        self.serving.as_ref().map(|s| s.probe)
+    }
+
+    /// The server's own counters.
+    pub fn counters(&self) -> ServerCounters {
+        self.serving
+            .as_ref()
+            .map_or(ServerCounters::default(), |s| s.counters)
+    }
+
+    fn start(&mut self, env: &mut dyn Env) -> Result<Serving<M>, StartError> {
         let dtb = env
             .region(DTB_REGION)
             .ok_or(StartError::NoRegion(DTB_REGION))?;
@@ -134,22 +200,24 @@ impl MemoryServer {
         let specs = &specs[..table.clients.len()];
         let config = Config::default();
         let sizes = Pool::storage_sizes(&platform.layout, specs, &config);
+        if self.machine.is_none() {
+            return Err(StartError::NoMachine);
+        }
         let region = env
             .take_region_mut(BOOKKEEPING_REGION)
             .ok_or(StartError::NoRegion(BOOKKEEPING_REGION))?;
         let (storage, _) = Storage::carve(region, &sizes).map_err(StartError::Pool)?;
         let mut pool =
             Pool::new(platform.layout, specs, config, storage).map_err(StartError::Pool)?;
-        let machine = env.machine().ok_or(StartError::NoMachine)?;
-        let probe = probe_tags(&mut pool, machine);
+        let mut machine = self.machine.take().ok_or(StartError::NoMachine)?;
+        let probe = probe_tags(&mut pool, &mut machine);
         Ok(Serving {
             pool,
+            machine,
             fault_handler_channel: table.fault_handler.as_ref().map(|(_, c)| *c),
             table,
             probe,
-            calls: 0,
-            refused_malformed: 0,
-            refused_permission: 0,
+            counters: ServerCounters::default(),
         })
     }
 }
@@ -169,7 +237,7 @@ pub enum TagProbe {
 
 /// Stores a non-zero tag on a scratch frame and reads it back. On seL4
 /// without kernel MTE support the instructions run but store nothing.
-fn probe_tags(pool: &mut Pool<'static>, machine: &mut dyn Machine) -> TagProbe {
+fn probe_tags<M: Machine>(pool: &mut Pool<'static>, machine: &mut M) -> TagProbe {
     let Ok(frame) = pool.take_server_frame(machine, true) else {
         return TagProbe::NoTagStorage;
     };
@@ -185,7 +253,7 @@ fn probe_tags(pool: &mut Pool<'static>, machine: &mut dyn Machine) -> TagProbe {
     }
 }
 
-impl Serving {
+impl<M: Machine> Serving<M> {
     fn caller(&self, channel: Channel) -> Option<Caller> {
         let id = channel.index() as u8;
         if self.fault_handler_channel == Some(id) {
@@ -196,128 +264,154 @@ impl Serving {
             .map(|(client, _)| Caller::Client(client))
     }
 
-    fn serve(
-        &mut self,
-        machine: &mut dyn Machine,
-        caller: Caller,
-        request: Request,
-    ) -> Result<Response, Error> {
-        let op = request.op();
-        let client = match (caller, op.fault_handler_only()) {
-            (Caller::Client(client), false) => client,
-            (Caller::FaultHandler, true) => 0,
-            // A client asking for the fault handler's operations, or the
-            // fault handler for a client's (it has no window): refused.
-            _ => {
-                self.refused_permission += 1;
-                return Err(Error::permission_denied(op));
-            }
-        };
-        let m = machine;
-        let pool = &mut self.pool;
-        Ok(match request {
-            Request::Alloc {
-                vaddr,
-                order,
-                flags,
-            } => {
-                let a = pool.alloc(
-                    m,
-                    client,
-                    AllocRequest {
-                        vaddr,
-                        order,
-                        tagged: flags.tagged,
-                        pinned: flags.pinned,
-                        contiguous: flags.contiguous,
-                    },
-                )?;
-                Response::Alloc {
-                    pages: a.pages,
-                    first_frame: a.first_frame,
-                    in_tag_storage: a.in_tag_storage,
-                }
-            }
-            Request::Free { vaddr } => Response::Freed {
-                pages: pool.free(m, client, vaddr)?,
-            },
-            Request::EnableTagging { vaddr, pages } => {
-                pool.enable_tagging(m, client, vaddr, pages)?;
-                Response::Done
-            }
-            Request::DisableTagging { vaddr, pages } => {
-                pool.disable_tagging(m, client, vaddr, pages)?;
-                Response::Done
-            }
-            Request::Pin { vaddr } => {
-                pool.pin(m, client, vaddr)?;
-                Response::Done
-            }
-            Request::Unpin { vaddr } => {
-                pool.unpin(client, vaddr)?;
-                Response::Done
-            }
-            Request::Query { vaddr } => Response::Query(pool.query(client, vaddr)?),
-            Request::Stats => {
-                let s = pool.stats();
-                Response::Stats(StatsReply {
-                    metadata_total: u64::from(s.tag_frames_total),
-                    metadata_free: u64::from(s.tag_frames_free),
-                    lent: u64::from(s.tag_frames_lent),
-                    reserved_blocks: u64::from(s.blocks_reserved),
-                    migrations: s.migrations,
-                    recalls: s.recalls,
-                    // Every refusal counts, the decoder's and the
-                    // authority check's as well as the pool's.
-                    failures: s.failures.total() + self.refused_malformed + self.refused_permission,
-                    data_total: u64::from(s.data_frames_total),
-                    data_free: u64::from(s.data_frames_free),
-                })
-            }
-            Request::ResolveFault {
+    /// Decodes and runs one call.
+    fn call(&mut self, caller: Caller, label: u64, words: &[u64]) -> Result<Response, Error> {
+        let request = Request::decode(label, words).map_err(|error| {
+            self.counters.refused_malformed += 1;
+            Error::malformed(error)
+        })?;
+        let result = dispatch(self, caller, request);
+        if matches!(result, Err(e) if e.status == Status::PermissionDenied) {
+            self.counters.refused_permission += 1;
+        }
+        result
+    }
+}
+
+/// Each operation of the protocol table, on the pool.
+impl<M: Machine> Serve for Serving<M> {
+    fn alloc(&mut self, client: ClientId, vaddr: u64, spec: AllocSpec) -> Result<Allocated, Error> {
+        let a = self
+            .pool
+            .alloc(
+                &mut self.machine,
                 client,
-                vaddr,
-                kind: FaultKind::Access,
-            } => Response::Resolved(match pool.resolve_fault(m, client, vaddr & !0xfff)? {
-                Resolution::Tagged {
-                    migrated,
-                    deferred_restored,
-                } => FaultReply::Tagged {
-                    migrated,
-                    deferred: deferred_restored,
+                AllocRequest {
+                    vaddr,
+                    order: spec.order,
+                    tagged: spec.flags.tagged,
+                    pinned: spec.flags.pinned,
+                    contiguous: spec.flags.contiguous,
                 },
-                Resolution::AlreadyTagged => FaultReply::AlreadyTagged,
-            }),
-            Request::ResolveFault {
-                client,
-                vaddr,
-                kind: FaultKind::TagCheck,
-            } => {
+            )
+            .map_err(refusal)?;
+        Ok(Allocated {
+            pages: a.pages,
+            first_frame: a.first_frame,
+            in_tag_storage: a.in_tag_storage,
+        })
+    }
+
+    fn free(&mut self, client: ClientId, vaddr: u64) -> Result<Freed, Error> {
+        let pages = self
+            .pool
+            .free(&mut self.machine, client, vaddr)
+            .map_err(refusal)?;
+        Ok(Freed { pages })
+    }
+
+    fn enable_tagging(&mut self, client: ClientId, vaddr: u64, pages: u32) -> Result<(), Error> {
+        self.pool
+            .enable_tagging(&mut self.machine, client, vaddr, pages)
+            .map_err(refusal)?;
+        Ok(())
+    }
+
+    fn disable_tagging(&mut self, client: ClientId, vaddr: u64, pages: u32) -> Result<(), Error> {
+        self.pool
+            .disable_tagging(&mut self.machine, client, vaddr, pages)
+            .map_err(refusal)?;
+        Ok(())
+    }
+
+    fn pin(&mut self, client: ClientId, vaddr: u64) -> Result<(), Error> {
+        self.pool
+            .pin(&mut self.machine, client, vaddr)
+            .map_err(refusal)?;
+        Ok(())
+    }
+
+    fn unpin(&mut self, client: ClientId, vaddr: u64) -> Result<(), Error> {
+        self.pool.unpin(client, vaddr).map_err(refusal)?;
+        Ok(())
+    }
+
+    fn query(&mut self, client: ClientId, vaddr: u64) -> Result<PageInfo, Error> {
+        self.pool
+            .query(client, vaddr)
+            .map(page_info)
+            .map_err(refusal)
+    }
+
+    fn stats(&mut self, _client: ClientId) -> Result<StatsReply, Error> {
+        let s = self.pool.stats();
+        Ok(StatsReply {
+            metadata_total: u64::from(s.tag_frames_total),
+            metadata_free: u64::from(s.tag_frames_free),
+            lent: u64::from(s.tag_frames_lent),
+            reserved_blocks: u64::from(s.blocks_reserved),
+            migrations: s.migrations,
+            recalls: s.recalls,
+            // Every refusal counts, the decoder's and the authority check's
+            // as well as the pool's.
+            failures: s.failures.total()
+                + self.counters.refused_malformed
+                + self.counters.refused_permission,
+            data_total: u64::from(s.data_frames_total),
+            data_free: u64::from(s.data_frames_free),
+        })
+    }
+
+    fn resolve_fault(
+        &mut self,
+        client: ClientId,
+        vaddr: u64,
+        kind: FaultKind,
+    ) -> Result<FaultReply, Error> {
+        match kind {
+            FaultKind::Access => Ok(
+                match self
+                    .pool
+                    .resolve_fault(&mut self.machine, client, vaddr & !0xfff)
+                    .map_err(refusal)?
+                {
+                    Resolution::Tagged {
+                        migrated,
+                        deferred_restored,
+                    } => FaultReply::Tagged {
+                        migrated,
+                        deferred: deferred_restored,
+                    },
+                    Resolution::AlreadyTagged => FaultReply::AlreadyTagged,
+                },
+            ),
+            FaultKind::TagCheck => {
                 // Report the allocation tag of the faulting granule; change
                 // nothing. The page must be the client's and mapped tagged.
-                let info = pool.query(client, vaddr & !0xfff)?;
+                let info = self
+                    .pool
+                    .query(client, vaddr & !0xfff)
+                    .map(page_info)
+                    .map_err(refusal)?;
                 if info.state != PageState::Tagged {
-                    return Err(Error {
-                        status: Status::InvalidArgument,
-                        detail: [
-                            tagloan_proto::argument_rule_code(
-                                tagloan_pool::ArgumentRule::NotAwaitingTags,
-                            ),
-                            vaddr,
-                        ],
-                    });
+                    return Err(Error::invalid(ArgumentRule::NotAwaitingTags, vaddr));
                 }
                 let mut tags = [0; TAG_BYTES_PER_FRAME];
-                m.read_tags(info.frame, &mut tags);
+                self.machine.read_tags(info.frame, &mut tags);
                 let granule = (untagged_address(vaddr) % 4096) as usize / GRANULE_BYTES;
-                Response::Resolved(FaultReply::TagCheck {
+                Ok(FaultReply::TagCheck {
                     memory_tag: granule_tag(&tags, granule).value(),
                 })
             }
-            Request::ReclaimClient { client } => Response::Reclaimed {
-                frames: pool.reclaim_client(m, client)?,
-            },
-        })
+        }
+    }
+
+    fn reclaim_client(&mut self, client: ClientId) -> Result<Reclaimed, Error> {
+        let frames = self
+            .pool
+            .reclaim_client(&mut self.machine, client)
+            .map_err(refusal)?;
+        Ok(Reclaimed { frames })
     }
 }
 
@@ -326,7 +420,7 @@ fn reply(env: &mut dyn Env, result: Result<Response, Error>) -> MessageInfo {
     let mut words = [0u64; MAX_MESSAGE_WORDS];
     let (label, count) = match result {
         Ok(response) => (Status::Ok as u64, response.encode(&mut words)),
-        Err(error) => encode_error(&error, &mut words),
+        Err(error) => error.encode(&mut words),
     };
     for (i, w) in words[..count].iter().enumerate() {
         env.set_mr(i, *w);
@@ -334,9 +428,12 @@ fn reply(env: &mut dyn Env, result: Result<Response, Error>) -> MessageInfo {
     MessageInfo::new(label, count)
 }
 
-impl Handler for MemoryServer {
-    fn init(&mut self, env: &mut dyn Env) {
-        match MemoryServer::start(env) {
+impl<M: Machine> Handler for MemoryServer<M> {
+    /// The server never ends: what goes wrong is a typed refusal.
+    type Error = Infallible;
+
+    fn init(&mut self, env: &mut dyn Env) -> Result<(), Infallible> {
+        match self.start(env) {
             Ok(serving) => {
                 let s = serving.pool.stats();
                 tagloan_microkit::debug_println!(
@@ -364,123 +461,38 @@ impl Handler for MemoryServer {
                 self.start_error = Some(error);
             }
         }
+        Ok(())
     }
 
-    fn protected(&mut self, env: &mut dyn Env, channel: Channel, info: MessageInfo) -> MessageInfo {
+    fn protected(
+        &mut self,
+        env: &mut dyn Env,
+        channel: Channel,
+        info: MessageInfo,
+    ) -> Result<MessageInfo, Infallible> {
         let Some(serving) = self.serving.as_mut() else {
-            return reply(
-                env,
-                Err(Error {
-                    status: Status::Unsupported,
-                    detail: [0, 0],
-                }),
-            );
+            return Ok(reply(env, Err(Error::bare(Status::Unsupported))));
         };
-        serving.calls += 1;
+        serving.counters.calls += 1;
         let Some(caller) = serving.caller(channel) else {
-            serving.refused_permission += 1;
-            return reply(env, Err(Error::permission_denied(Op::Stats)));
+            serving.counters.refused_permission += 1;
+            return Ok(reply(env, Err(Error::permission_denied(Op::Stats as u64))));
         };
         if info.count() > MAX_MESSAGE_WORDS {
-            serving.refused_malformed += 1;
-            return reply(
+            serving.counters.refused_malformed += 1;
+            return Ok(reply(
                 env,
-                Err(Error::malformed(tagloan_proto::DecodeError::WrongCount {
+                Err(Error::malformed(DecodeError::WrongCount {
                     expected: Op::from_label(info.label()).map_or(0, Op::request_words),
                     found: info.count(),
                 })),
-            );
+            ));
         }
         let mut words = [0u64; MAX_MESSAGE_WORDS];
         for (i, w) in words[..info.count()].iter_mut().enumerate() {
             *w = env.mr(i);
         }
-        let request = match Request::decode(info.label(), &words[..info.count()]) {
-            Ok(request) => request,
-            Err(error) => {
-                serving.refused_malformed += 1;
-                return reply(env, Err(Error::malformed(error)));
-            }
-        };
-        let Some(machine) = env.machine() else {
-            return reply(
-                env,
-                Err(Error {
-                    status: Status::Unsupported,
-                    detail: [0, 0],
-                }),
-            );
-        };
-        let result = serving.serve(machine, caller, request);
-        reply(env, result)
-    }
-
-    fn audit(&mut self, sink: &mut dyn AuditSink) {
-        let Some(serving) = self.serving.as_ref() else {
-            return;
-        };
-        let pool = &serving.pool;
-        let s = pool.stats();
-        for (name, value) in [
-            ("calls", serving.calls),
-            ("refused_malformed", serving.refused_malformed),
-            ("refused_permission", serving.refused_permission),
-            ("data_frames_total", u64::from(s.data_frames_total)),
-            ("data_frames_free", u64::from(s.data_frames_free)),
-            ("tag_frames_total", u64::from(s.tag_frames_total)),
-            ("tag_frames_free", u64::from(s.tag_frames_free)),
-            ("tag_frames_lent", u64::from(s.tag_frames_lent)),
-            ("blocks_reserved", u64::from(s.blocks_reserved)),
-            ("frames_tagged", u64::from(s.frames_tagged)),
-            ("frames_server", u64::from(s.frames_server)),
-            ("migrations", s.migrations),
-            ("recalls", s.recalls),
-            ("deferred_parked", s.deferred_parked),
-            ("deferred_restored", s.deferred_restored),
-            ("failures", s.failures.total()),
-            ("no_memory", s.failures.no_memory),
-            ("tags_stored", u64::from(serving.probe == TagProbe::Stored)),
-        ] {
-            sink.counter(name, value);
-        }
-        for (client, c) in serving.table.clients.iter().enumerate() {
-            let used = pool.client(client as u8).map_or(0, |s| s.frames_used());
-            let mut name = tagloan_microkit::DebugLine::new();
-            let _ = core::fmt::Write::write_fmt(&mut name, format_args!("frames_used.{}", c.name));
-            sink.counter(name.as_str(), u64::from(used));
-        }
-        if self.audit_invariants {
-            match pool.check_invariants() {
-                Ok(()) => sink.invariants(None),
-                Err(violation) => sink.invariants(Some(&violation)),
-            }
-        }
-        if sink.wants_frames() {
-            let layout = pool.layout();
-            for index in 0..layout.frames_total() {
-                let in_tag_storage = layout
-                    .locate(index)
-                    .is_some_and(|l| l.pool == PoolKind::Tag);
-                let view = match pool.frame(index) {
-                    Some(Ok(Frame::FreeHead { .. } | Frame::FreeTail)) if in_tag_storage => {
-                        FrameView::TagFree
-                    }
-                    Some(Ok(Frame::FreeHead { .. } | Frame::FreeTail)) => FrameView::DataFree,
-                    Some(Ok(Frame::Owned(_))) if in_tag_storage => FrameView::TagLent,
-                    Some(Ok(Frame::Owned(o))) if o.pinned => FrameView::Pinned,
-                    Some(Ok(Frame::Owned(o))) => match o.mode {
-                        Mode::Untagged => FrameView::OwnedUntagged,
-                        Mode::Tagged => FrameView::OwnedTagged,
-                        Mode::MetadataNone => FrameView::MetadataNone,
-                    },
-                    Some(Ok(Frame::TagReserved { .. } | Frame::TagReservedTail)) => {
-                        FrameView::TagReserved
-                    }
-                    Some(Ok(Frame::Server { .. })) => FrameView::Server,
-                    Some(Err(_)) | None => FrameView::Server,
-                };
-                sink.frame(index, view);
-            }
-        }
+        let result = serving.call(caller, info.label(), &words[..info.count()]);
+        Ok(reply(env, result))
     }
 }

@@ -13,7 +13,7 @@ use tagloan_pool::{
     Access, AllocRequest, ClientSpec, ClientState, Config, DeferredSlot, Frame, FrameEntry, Kernel,
     Layout, Mode, PageState, Pool, RegionSpec, Resolution, Storage, TagSpec,
 };
-use tagloan_sim::SimMachine;
+use tagloan_ram::SimMachine;
 
 const PR_MTE_TCF_SYNC: libc::c_ulong = 1 << 1;
 const PR_MTE_TAG_SHIFT: libc::c_ulong = 3;
@@ -186,7 +186,7 @@ fn rig(base: *mut u8, checks: &mut Checks) -> Rig {
         )
         .expect("pool"),
         hw,
-        sim: SimMachine::new(layout),
+        sim: SimMachine::new(layout.tag_regions()),
     }
 }
 

@@ -215,7 +215,7 @@ impl tagloan_client::Worker for Caller {
     ) -> Result<tagloan_client::Progress, tagloan_client::Stopped> {
         let server = tagloan_client::Server::for_client();
         for _ in 0..self.calls {
-            if server.stats(env)?.is_err() {
+            if tagloan_client::Api::stats(&server, env)?.is_err() {
                 return Err(tagloan_client::Stopped);
             }
         }
@@ -236,8 +236,8 @@ fn simulator_ppcs() -> Result<f64, String> {
     let mut samples = Vec::new();
     for _ in 0..5 {
         let mut registry = tagloan_scenarios::registry(tagloan_scenarios::Plans::default());
-        registry.register("client_bulk", || {
-            Box::new(tagloan_client::Paced::new(Caller { calls: CALLS }))
+        registry.register_handler("client_bulk", || {
+            tagloan_client::Paced::new(Caller { calls: CALLS })
         });
         let config = tagloan_sim::Config {
             audit_every_call: false,

@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use tagloan_microkit::FrameView;
 use tagloan_pool::PoolKind;
 use tagloan_scenarios::Run;
+use tagloan_sim::FrameView;
 
 use crate::RunArgs;
 

@@ -7,7 +7,7 @@ use tagloan_pool::{
     AllocRequest, Allocation, ClientSpec, ClientState, Config, DeferredSlot, FrameEntry, Layout,
     Pool, PoolError, RegionSpec, Storage, TagSpec,
 };
-use tagloan_sim::SimMachine;
+use tagloan_ram::SimMachine;
 
 pub const PAGE: u64 = 4096;
 

@@ -1,14 +1,46 @@
-//! Simulated physical memory and client VSpaces.
+//! A RAM-backed machine: simulated physical memory, client VSpaces, and MTE
+//! tags stored *physically inside the tag storage frames* of that RAM, so a
+//! server bug that lends a block still holding tags corrupts data and tags
+//! exactly as hardware would.
+//!
+//! It implements the machine interface of `tagloan-mte` ([`Kernel`],
+//! [`TagOps`]) and depends on nothing else, so the simulator runs on it and
+//! the pool core's tests use it without depending on the simulator.
 
 use std::collections::BTreeMap;
 
 use tagloan_mte::{
-    granule_tag, pointer_tag, untagged_address, FrameTags, Pfn, Tag, TagOps, FRAME_BYTES,
-    GRANULE_BYTES, TAG_BYTES_PER_FRAME,
+    granule_tag, pointer_tag, untagged_address, Access, FrameTags, Kernel, Pfn, Tag, TagOps,
+    TagRegion, FRAME_BYTES, GRANULE_BYTES, TAG_BYTES_PER_FRAME,
 };
-use tagloan_pool::{Access, ClientId, Kernel, Layout};
 
-use crate::trace::Event;
+/// A client's index, as the machine interface names it.
+pub type ClientId = u8;
+
+/// What the machine did, when it records (for the simulator's trace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MachineEvent {
+    Map {
+        client: ClientId,
+        vaddr: u64,
+        frame: Pfn,
+        access: Access,
+    },
+    Unmap {
+        client: ClientId,
+        vaddr: u64,
+    },
+    Copy {
+        from: Pfn,
+        to: Pfn,
+    },
+    Zero {
+        frame: Pfn,
+    },
+    TagWrite {
+        frame: Pfn,
+    },
+}
 
 const PAGE: u64 = FRAME_BYTES as u64;
 
@@ -66,7 +98,8 @@ pub enum AccessFault {
 /// [`TagOps`] exactly as the server's backend would.
 #[derive(Clone, Debug)]
 pub struct SimMachine {
-    layout: Layout,
+    /// Where each data frame's tags live.
+    tag_regions: Vec<TagRegion>,
     /// Physical memory, tag storage included.
     pub ram: Ram,
     mappings: BTreeMap<(ClientId, u64), (Pfn, Access)>,
@@ -77,14 +110,15 @@ pub struct SimMachine {
     /// Tag writes by the server (zero, copy or restore of one frame).
     pub tag_writes: u64,
     /// Kernel and tag operations since the last drain, when recording.
-    events: Option<Vec<Event>>,
+    events: Option<Vec<MachineEvent>>,
 }
 
 impl SimMachine {
-    /// A machine over `layout`, with all RAM zero and nothing mapped.
-    pub fn new(layout: Layout) -> SimMachine {
+    /// A machine whose tag storage is `tag_regions` (a pool layout's
+    /// `tag_regions()`), with all RAM zero and nothing mapped.
+    pub fn new(tag_regions: impl IntoIterator<Item = TagRegion>) -> SimMachine {
         SimMachine {
-            layout,
+            tag_regions: tag_regions.into_iter().collect(),
             ram: Ram::default(),
             mappings: BTreeMap::new(),
             frames_copied: 0,
@@ -100,11 +134,11 @@ impl SimMachine {
     }
 
     /// The events recorded since the last call.
-    pub fn drain_events(&mut self) -> Vec<Event> {
+    pub fn drain_events(&mut self) -> Vec<MachineEvent> {
         self.events.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
-    fn event(&mut self, event: Event) {
+    fn event(&mut self, event: MachineEvent) {
         if let Some(events) = &mut self.events {
             events.push(event);
         }
@@ -140,7 +174,7 @@ impl SimMachine {
     /// the page is mapped.
     pub fn memory_tag(&self, client: ClientId, pointer: u64) -> Option<Tag> {
         let (pfn, _) = self.mapping(client, pointer)?;
-        self.layout.tag_location(pfn)?;
+        self.tag_location(pfn)?;
         let mut tags = [0; TAG_BYTES_PER_FRAME];
         self.read_frame_tags(pfn, &mut tags);
         let offset = (untagged_address(pointer) % PAGE) as usize;
@@ -150,10 +184,14 @@ impl SimMachine {
     /// Where the tags of `pfn` live. Panics for a frame without tag storage:
     /// the pool must never write tags there (invariant I2).
     fn tag_bytes_at(&self, pfn: Pfn) -> (Pfn, usize) {
-        match self.layout.tag_location(pfn) {
+        match self.tag_location(pfn) {
             Some(location) => location,
             None => panic!("tags accessed for frame {pfn:#x}, which has no tag storage"),
         }
+    }
+
+    fn tag_location(&self, pfn: Pfn) -> Option<(Pfn, usize)> {
+        self.tag_regions.iter().find_map(|r| r.tag_location(pfn))
     }
 
     /// The mapping of `client` at `vaddr`, if any.
@@ -282,7 +320,7 @@ impl Kernel for SimMachine {
             previous.is_none(),
             "client {client}: {vaddr:#x} mapped twice without unmap"
         );
-        self.event(Event::Map {
+        self.event(MachineEvent::Map {
             client,
             vaddr,
             frame,
@@ -296,7 +334,7 @@ impl Kernel for SimMachine {
             previous.is_some(),
             "client {client}: unmapping {vaddr:#x}, which is not mapped"
         );
-        self.event(Event::Unmap { client, vaddr });
+        self.event(MachineEvent::Unmap { client, vaddr });
     }
 
     fn copy_frame(&mut self, source: Pfn, destination: Pfn) {
@@ -304,7 +342,7 @@ impl Kernel for SimMachine {
         self.ram.read(source, 0, &mut data);
         self.ram.write(destination, 0, &data);
         self.frames_copied += 1;
-        self.event(Event::Copy {
+        self.event(MachineEvent::Copy {
             from: source,
             to: destination,
         });
@@ -313,7 +351,7 @@ impl Kernel for SimMachine {
     fn zero_frame(&mut self, frame: Pfn) {
         self.ram.write(frame, 0, &[0; FRAME_BYTES]);
         self.frames_zeroed += 1;
-        self.event(Event::Zero { frame });
+        self.event(MachineEvent::Zero { frame });
     }
 }
 
@@ -321,7 +359,7 @@ impl TagOps for SimMachine {
     fn zero_tags(&mut self, frame: Pfn) {
         self.write_frame_tags(frame, &[0; TAG_BYTES_PER_FRAME]);
         self.tag_writes += 1;
-        self.event(Event::TagWrite { frame });
+        self.event(MachineEvent::TagWrite { frame });
     }
 
     fn copy_tags(&mut self, source: Pfn, destination: Pfn) {
@@ -329,7 +367,7 @@ impl TagOps for SimMachine {
         self.read_frame_tags(source, &mut tags);
         self.write_frame_tags(destination, &tags);
         self.tag_writes += 1;
-        self.event(Event::TagWrite { frame: destination });
+        self.event(MachineEvent::TagWrite { frame: destination });
     }
 
     fn read_tags(&mut self, frame: Pfn, tags: &mut FrameTags) {
@@ -339,7 +377,7 @@ impl TagOps for SimMachine {
     fn write_tags(&mut self, frame: Pfn, tags: &FrameTags) {
         self.write_frame_tags(frame, tags);
         self.tag_writes += 1;
-        self.event(Event::TagWrite { frame });
+        self.event(MachineEvent::TagWrite { frame });
     }
 }
 
@@ -347,20 +385,13 @@ impl TagOps for SimMachine {
 mod tests {
     use super::*;
     use tagloan_mte::{uniform_tags, with_pointer_tag};
-    use tagloan_pool::{RegionSpec, TagSpec};
 
     fn machine() -> SimMachine {
-        let layout = Layout::new(&[RegionSpec {
+        SimMachine::new([TagRegion {
             data_base: 0x100,
             data_frames: 64,
-            tags: Some(TagSpec {
-                base: 0x200,
-                frames: 2,
-                block_frames: 1,
-            }),
+            tag_base: 0x200,
         }])
-        .unwrap();
-        SimMachine::new(layout)
     }
 
     #[test]
