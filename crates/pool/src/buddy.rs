@@ -13,7 +13,7 @@
 //! free blocks of its group are refiled: at most `32 * block_frames` entries
 //! are visited, independent of the size of the platform.
 
-use crate::frame::{Class, Frame, FrameEntry, MAX_ORDER};
+use crate::frame::{Class, Frame, MAX_ORDER};
 use crate::layout::{BlockId, FrameIndex, PoolKind, NIL};
 use crate::Pool;
 
@@ -21,19 +21,6 @@ use crate::Pool;
 const TAG_POOL_CLASS: Class = Class::FreeBlock;
 
 impl Pool<'_> {
-    /// The state of `index`. The table is only ever written by the pool, so a
-    /// corrupt entry is a bug in the pool: stop rather than guess.
-    pub(crate) fn entry(&self, index: FrameIndex) -> Frame {
-        match self.frames[index as usize].unpack() {
-            Ok(frame) => frame,
-            Err(corrupt) => panic!("frame {index}: corrupt entry {:#x}", corrupt.0),
-        }
-    }
-
-    pub(crate) fn set(&mut self, index: FrameIndex, frame: Frame) {
-        self.frames[index as usize] = FrameEntry::pack(frame);
-    }
-
     pub(crate) fn pool_of(&self, index: FrameIndex) -> PoolKind {
         match self.layout.locate(index) {
             Some(location) => location.pool,

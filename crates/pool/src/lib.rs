@@ -16,26 +16,34 @@
 //! be carried out, and only then changes anything.
 #![no_std]
 
+mod accounting;
+mod alloc;
 mod buddy;
 mod error;
+mod evacuate;
 mod frame;
 mod invariants;
 mod layout;
 mod ops;
 mod placement;
+mod recall;
+mod reclaim;
+mod tagging;
+mod validate;
+mod violation;
 
 pub use error::{ArgumentRule, BusyReason, InitError, PoolError};
 pub use frame::{
     Class, CorruptEntry, Frame, FrameEntry, Mode, Owned, CLASSES, MAX_CLIENTS, MAX_DEFERRED_SLOTS,
     MAX_ORDER, ORDERS,
 };
-pub use invariants::{Invariant, Subject, Violation};
 pub use layout::{
     BlockId, FrameIndex, Layout, LayoutError, Location, PoolKind, RegionSpec, TagSpec, MAX_FRAMES,
     MAX_REGIONS,
 };
 pub use ops::{AllocRequest, Allocation, PageInfo, PageState, Resolution};
 pub use tagloan_mte::{Access, FrameTags, Kernel, Pfn, TagOps, FRAME_BYTES, ZERO_TAGS};
+pub use violation::{Invariant, Subject, Violation};
 
 use layout::NIL;
 

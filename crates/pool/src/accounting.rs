@@ -1,0 +1,108 @@
+//! The one way to change a frame's entry or a page-map slot, with the
+//! counters kept in step, and the reference counts and holds of tag blocks
+//! (I4, I8).
+
+use crate::frame::{Frame, FrameEntry, Mode};
+use crate::layout::{BlockId, FrameIndex, PoolKind};
+use crate::{ClientId, Pool};
+
+impl Pool<'_> {
+    /// The state of `index`. The table is only ever written by the pool, so a
+    /// corrupt entry is a bug in the pool: stop rather than guess.
+    pub(crate) fn entry(&self, index: FrameIndex) -> Frame {
+        match self.frames[index as usize].unpack() {
+            Ok(frame) => frame,
+            Err(corrupt) => panic!("frame {index}: corrupt entry {:#x}", corrupt.0),
+        }
+    }
+
+    /// Writes `frame` at `index`: the only writer of the frame table, so the
+    /// lent and tagged counters always follow the entries (I8).
+    pub(crate) fn set(&mut self, index: FrameIndex, frame: Frame) {
+        let in_tag = self.pool_of(index) == PoolKind::Tag;
+        let was = self.entry(index);
+        if let Frame::Owned(old) = was {
+            if in_tag {
+                self.stats.tag_frames_lent -= 1;
+            }
+            if old.mode == Mode::Tagged {
+                self.stats.frames_tagged -= 1;
+            }
+        }
+        if let Frame::Owned(new) = frame {
+            if in_tag {
+                self.stats.tag_frames_lent += 1;
+            }
+            if new.mode == Mode::Tagged {
+                self.stats.frames_tagged += 1;
+            }
+        }
+        self.frames[index as usize] = FrameEntry::pack(frame);
+    }
+
+    pub(crate) fn set_map(&mut self, client: ClientId, page: u32, frame: FrameIndex) {
+        let slot = self.map_slot(client, page);
+        self.page_map[slot] = frame;
+    }
+
+    pub(crate) fn add_ref(&mut self, data_frame: FrameIndex) {
+        let block = self
+            .layout
+            .group_block(data_frame)
+            .expect("tagged frame has a tag block");
+        let first = self.layout.block_tag_frames(block).start;
+        match self.entry(first) {
+            Frame::TagReserved { refs, holds } => self.set(
+                first,
+                Frame::TagReserved {
+                    refs: refs + 1,
+                    holds,
+                },
+            ),
+            other => {
+                panic!("tagging frame {data_frame} whose block {block} is not reserved: {other:?}")
+            }
+        }
+    }
+
+    pub(crate) fn add_hold(&mut self, block: BlockId) {
+        let first = self.layout.block_tag_frames(block).start;
+        match self.entry(first) {
+            Frame::TagReserved { refs, holds } => self.set(
+                first,
+                Frame::TagReserved {
+                    refs,
+                    holds: holds + 1,
+                },
+            ),
+            other => panic!("holding block {block} which is not reserved: {other:?}"),
+        }
+    }
+
+    /// Drops one tagged frame's reference; the block returns to the tag pool
+    /// when nothing holds it any more.
+    pub(crate) fn drop_ref(&mut self, data_frame: FrameIndex) {
+        let block = self
+            .layout
+            .group_block(data_frame)
+            .expect("tagged frame has a tag block");
+        let first = self.layout.block_tag_frames(block).start;
+        let Frame::TagReserved { refs, holds } = self.entry(first) else {
+            panic!("untagging frame {data_frame} whose block {block} is not reserved");
+        };
+        let refs = refs.checked_sub(1).expect("block refcount underflow");
+        if refs == 0 && holds == 0 {
+            self.release_block(block);
+        } else {
+            self.set(first, Frame::TagReserved { refs, holds });
+        }
+    }
+
+    pub(crate) fn release_block(&mut self, block: BlockId) {
+        for frame in self.layout.block_tag_frames(block) {
+            self.insert_free_block(frame, 0);
+        }
+        self.stats.blocks_reserved -= 1;
+        self.refile_group(block);
+    }
+}

@@ -1,0 +1,168 @@
+//! Reserving tag blocks, recalling lent ones, and migrating pages: the
+//! borrowers of a block move out (data copied, owner remapped at the same
+//! address) before its frames take tags (DESIGN §4).
+
+use crate::error::PoolError;
+use crate::frame::{Frame, Mode, Owned};
+use crate::layout::{BlockId, FrameIndex, PoolKind};
+use crate::ops::*;
+use crate::{Machine, Pool};
+
+impl Pool<'_> {
+    /// The tag blocks touched by `frames` data frames at `head` that are not
+    /// reserved yet.
+    pub(crate) fn unreserved_blocks(&self, head: FrameIndex, frames: u32) -> BlockList {
+        let mut blocks = BlockList::new();
+        for block in self.blocks_touched(head, frames) {
+            if !self.block_reserved(block) {
+                // Capacity covers an order-9 range even with one-frame blocks.
+                let _ = blocks.push(block);
+            }
+        }
+        blocks
+    }
+
+    pub(crate) fn free_frames_in(&self, block: BlockId) -> u32 {
+        self.layout
+            .block_tag_frames(block)
+            .filter(|&f| matches!(self.entry(f), Frame::FreeHead { .. } | Frame::FreeTail))
+            .count() as u32
+    }
+
+    /// Plan check for reserving `blocks`: every borrower needs a destination
+    /// outside them, with `data_taken` data frames already spoken for.
+    pub(crate) fn check_reservation(
+        &self,
+        blocks: &[BlockId],
+        data_taken: u32,
+    ) -> Result<(), PoolError> {
+        self.check_reservation_moving(blocks, data_taken, 0)
+    }
+
+    /// As [`Pool::check_reservation`], with `moving` borrowers that the
+    /// caller moves itself and that need no destination.
+    pub(crate) fn check_reservation_moving(
+        &self,
+        blocks: &[BlockId],
+        data_taken: u32,
+        moving: u32,
+    ) -> Result<(), PoolError> {
+        let borrowers = blocks.iter().map(|&b| self.block_borrowers(b)).sum::<u32>() - moving;
+        let blocked: u32 = blocks.iter().map(|&b| self.free_frames_in(b)).sum();
+        let available =
+            (self.stats.data_frames_free - data_taken) + (self.stats.tag_frames_free - blocked);
+        if borrowers > available {
+            return Err(PoolError::NoMemory { frames: borrowers });
+        }
+        Ok(())
+    }
+
+    /// Reserves `blocks` for tags, recalling their borrowers. Must follow a
+    /// successful [`Pool::check_reservation`]; cannot fail.
+    pub(crate) fn commit_reservation<M: Machine + ?Sized>(
+        &mut self,
+        machine: &mut M,
+        blocks: &[BlockId],
+    ) {
+        // Take the free frames first, so no borrower is moved into a block
+        // that is being reserved.
+        for &block in blocks {
+            for frame in self.layout.block_tag_frames(block) {
+                if matches!(self.entry(frame), Frame::FreeHead { .. } | Frame::FreeTail) {
+                    self.extract_free(frame, 0);
+                    self.set(frame, Frame::TagReservedTail);
+                }
+            }
+        }
+        for &block in blocks {
+            let mut moved = 0;
+            for frame in self.layout.block_tag_frames(block) {
+                if let Frame::Owned(_) = self.entry(frame) {
+                    let destination = self.take_movable_destination();
+                    self.migrate(machine, frame, destination);
+                    self.set(frame, Frame::TagReservedTail);
+                    moved += 1;
+                }
+            }
+            if moved > 0 {
+                self.stats.recalls += 1;
+            }
+            let first = self.layout.block_tag_frames(block).start;
+            self.set(first, Frame::TagReserved { refs: 0, holds: 0 });
+            self.stats.blocks_reserved += 1;
+        }
+        for &block in blocks {
+            self.refile_group(block);
+        }
+    }
+
+    /// Takes one free frame for untagged movable data: the data pool first.
+    /// The caller has checked that one exists.
+    pub(crate) fn take_movable_destination(&mut self) -> FrameIndex {
+        let head = self
+            .find_untagged_data(0)
+            .or_else(|| self.find_tag_storage(0))
+            .expect("plan checked that a destination exists");
+        self.take_free_block(head, 0);
+        head
+    }
+
+    /// Moves the owned page at `source` to the free frame `destination`:
+    /// unmap, copy the data, carry the deferred tags, update the maps. The
+    /// page stays unmapped; the caller maps it. `source` keeps a stale entry
+    /// the caller overwrites.
+    pub(crate) fn relocate<M: Machine + ?Sized>(
+        &mut self,
+        machine: &mut M,
+        source: FrameIndex,
+        destination: FrameIndex,
+    ) -> Owned {
+        let Frame::Owned(owned) = self.entry(source) else {
+            panic!("relocating frame {source}, which is not owned");
+        };
+        let vaddr = self.vaddr_of(owned.client, owned.page);
+        machine.unmap(owned.client, vaddr);
+        machine.copy_frame(self.pfn(source), self.pfn(destination));
+        self.work.pages_copied += 1;
+        if let Some(slot) = owned.deferred {
+            self.deferred[usize::from(slot)].frame = destination;
+        }
+        self.set(destination, Frame::Owned(owned));
+        self.set_map(owned.client, owned.page, destination);
+        self.stats.migrations += 1;
+        if self.pool_of(destination) == PoolKind::Tag {
+            self.refile_after_tag_change(destination, 1);
+        }
+        owned
+    }
+
+    /// Moves an untagged page and maps it again with the same attributes.
+    pub(crate) fn migrate<M: Machine + ?Sized>(
+        &mut self,
+        machine: &mut M,
+        source: FrameIndex,
+        destination: FrameIndex,
+    ) {
+        let owned = self.relocate(machine, source, destination);
+        debug_assert!(
+            owned.mode != Mode::Tagged,
+            "tagged pages are moved by evacuation only"
+        );
+        let vaddr = self.vaddr_of(owned.client, owned.page);
+        machine.map(
+            owned.client,
+            vaddr,
+            self.pfn(destination),
+            access_for(owned.mode),
+        );
+    }
+
+    /// Returns the frame at `index` to its pool and refiles what changed.
+    pub(crate) fn free_frame(&mut self, index: FrameIndex) {
+        self.set(index, Frame::FreeTail);
+        self.insert_free_block(index, 0);
+        if self.pool_of(index) == PoolKind::Tag {
+            self.refile_after_tag_change(index, 1);
+        }
+    }
+}
