@@ -102,6 +102,45 @@ pub fn uniform_tags(tag: Tag) -> FrameTags {
 /// Physical frame number: a physical address divided by [`FRAME_BYTES`].
 pub type Pfn = u64;
 
+/// A client's heap window: `pages` frames from `base`. The one place window
+/// ends and overlaps are computed (the client table, the pool, the system
+/// checks all use it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// First address (4 KiB aligned where a window is valid).
+    pub base: u64,
+    /// Frames in it.
+    pub pages: u32,
+}
+
+impl Window {
+    /// The first address past the window, or `None` if it leaves the 64-bit
+    /// address space.
+    pub const fn end(&self) -> Option<u64> {
+        self.base
+            .checked_add(self.pages as u64 * FRAME_BYTES as u64)
+    }
+
+    /// Whether the window shares an address with `[start, end)`. A window
+    /// whose end overflows reaches the top of the address space.
+    pub const fn overlaps(&self, start: u64, end: u64) -> bool {
+        let own_end = match self.end() {
+            Some(e) => e,
+            None => u64::MAX,
+        };
+        self.base < end && start < own_end
+    }
+
+    /// Whether two windows share an address.
+    pub const fn overlaps_window(&self, other: &Window) -> bool {
+        let other_end = match other.end() {
+            Some(e) => e,
+            None => u64::MAX,
+        };
+        self.overlaps(other.base, other_end)
+    }
+}
+
 /// How a client maps a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {

@@ -106,6 +106,16 @@ pub struct ClientSpec {
     pub quota_frames: u32,
 }
 
+impl ClientSpec {
+    /// The heap window.
+    pub const fn window(&self) -> tagloan_mte::Window {
+        tagloan_mte::Window {
+            base: self.window_base,
+            pages: self.window_pages,
+        }
+    }
+}
+
 /// Per-client state, kept in a caller-provided table. Plain old data, so a
 /// server can carve the table out of its bookkeeping region.
 #[derive(
@@ -403,21 +413,16 @@ impl<'a> Pool<'a> {
             });
         }
         for (i, c) in clients.iter().enumerate() {
-            let end = c
-                .window_base
-                .checked_add(u64::from(c.window_pages) * FRAME_BYTES as u64);
             if c.window_pages == 0
                 || !c.window_base.is_multiple_of(FRAME_BYTES as u64)
-                || end.is_none()
+                || c.window().end().is_none()
             {
                 return Err(InitError::BadWindow { client: i as u8 });
             }
         }
         for (i, a) in clients.iter().enumerate() {
             for (j, b) in clients.iter().enumerate().skip(i + 1) {
-                let a_end = a.window_base + u64::from(a.window_pages) * FRAME_BYTES as u64;
-                let b_end = b.window_base + u64::from(b.window_pages) * FRAME_BYTES as u64;
-                if a.window_base < b_end && b.window_base < a_end {
+                if a.window().overlaps_window(&b.window()) {
                     return Err(InitError::WindowsOverlap {
                         first: i as u8,
                         second: j as u8,

@@ -40,6 +40,16 @@ pub struct ClientEntry {
     pub quota_frames: u32,
 }
 
+impl ClientEntry {
+    /// The heap window.
+    pub const fn window(&self) -> tagloan_mte::Window {
+        tagloan_mte::Window {
+            base: self.window_base,
+            pages: self.window_pages,
+        }
+    }
+}
+
 /// The parsed table. The client's index is its pool client id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientTable {
@@ -264,8 +274,14 @@ fn parse_client<'t>(fields: impl Iterator<Item = &'t str>) -> Result<ClientEntry
     if window_pages == 0 {
         return Err(TableRule::WindowEmpty);
     }
-    let end = window_base.checked_add(u64::from(window_pages) * PAGE);
-    if end.is_none_or(|end| end > crate::MAX_USER_VADDR + 1) {
+    let window = tagloan_mte::Window {
+        base: window_base,
+        pages: window_pages,
+    };
+    if window
+        .end()
+        .is_none_or(|end| end > crate::MAX_USER_VADDR + 1)
+    {
         return Err(TableRule::WindowOutOfRange);
     }
     if quota_frames == 0 {
@@ -289,7 +305,6 @@ fn check_client(
     lines: &[usize],
     entry: &ClientEntry,
 ) -> Result<(), TableRule> {
-    let end = |c: &ClientEntry| c.window_base + u64::from(c.window_pages) * PAGE;
     for (other, &line) in table.clients.iter().zip(lines) {
         if other.name == entry.name {
             return Err(TableRule::DuplicateName);
@@ -300,7 +315,7 @@ fn check_client(
         if other.child == entry.child {
             return Err(TableRule::DuplicateChild);
         }
-        if other.window_base < end(entry) && entry.window_base < end(other) {
+        if other.window().overlaps_window(&entry.window()) {
             return Err(TableRule::WindowsOverlap { other_line: line });
         }
     }

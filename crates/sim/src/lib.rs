@@ -1,7 +1,8 @@
 //! The deterministic simulator of the seL4/Microkit semantics tagloan relies
 //! on (DESIGN §7).
 //!
-//! - [`sdf`]: loads `system.xml` with Microkit's rules, errors located.
+//! - [`sdf`] (`tagloan-sdf`): loads `system.xml` with Microkit's rules,
+//!   errors located.
 //! - [`system`]: binds the SDF, the platform device tree and the client table.
 //! - [`hosted`]: how a PD's handler is hosted and observed, and the machine
 //!   the memory server is built over.
@@ -18,7 +19,8 @@
 pub mod hosted;
 pub mod kernel;
 mod rng;
-pub mod sdf;
+/// The SDF model lives in its own crate; re-exported under its old path.
+pub use tagloan_sdf as sdf;
 pub mod system;
 pub mod trace;
 

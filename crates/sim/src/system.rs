@@ -309,10 +309,11 @@ impl System {
                     ))
                 }
             }
-            let window_end = entry.window_base + u64::from(entry.window_pages) * 4096;
+            let window = entry.window();
+            let window_end = window.end().unwrap_or(u64::MAX);
             for map in &decl.maps {
                 let size = sdf.regions[map.region].size;
-                if map.vaddr < window_end && entry.window_base < map.vaddr + size {
+                if window.overlaps(map.vaddr, map.vaddr.saturating_add(size)) {
                     return Err(error(
                         &map.at,
                         "<map>".into(),

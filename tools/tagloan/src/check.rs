@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use tagloan_platform::{Platform, TagStorage};
 use tagloan_pool::{ClientSpec, Config, FrameEntry, Pool};
-use tagloan_sim::{system::DTB_REGION, Sdf, System};
+use tagloan_sdf::Sdf;
+use tagloan_sim::{system::DTB_REGION, System};
 
 const MIB: f64 = 1024.0 * 1024.0;
 

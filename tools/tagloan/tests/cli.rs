@@ -97,6 +97,7 @@ fn check_rejects_every_broken_system_with_a_located_message() {
         ("bookkeeping-too-small", "0x40000 bytes, but the pool tables need 0x79560; raise size"),
         ("bookkeeping-read-only", "<protection_domain name=\"memory_server\">: must map `server_bookkeeping` read-write: its tables live there"),
         ("server-without-dtb", "<protection_domain name=\"memory_server\">: must map `dtb` readable: it reads it at init"),
+        ("channel-id-62", ":97:9: <end>: channel id 62 is above 61: Microkit has 62 channel ids per PD, 0 to 61"),
     ];
     for (name, message) in cases {
         let file = format!("tests/sdf/invalid/{name}.xml");

@@ -1,11 +1,17 @@
 //! Loading a Microkit system description (SDF, `system.xml`) and checking
 //! the parts tagloan relies on with Microkit's own rules.
 //!
+//! It is its own crate because three users need it and nothing else of
+//! theirs: `tagloan check`, the simulator, and the seL4 image build.
+//! Microkit's limits come from `tagloan_microkit::limits`.
+//!
 //! Every error is located: the file, the line and column of the element, the
 //! element, the rule broken, and how to fix it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use tagloan_microkit::limits::{MAX_CHANNELS, MAX_CHANNEL_ID, MAX_CHILD_ID};
 
 /// Where in the SDF something is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -476,8 +482,11 @@ impl Parser<'_, '_> {
                     "`id` is only for child protection domains; nest it in its parent",
                 ))
             }
-            (Some(_), Some(id)) if id > 62 => {
-                return Err(self.error(node, format!("child id {id} is above 62")))
+            (Some(_), Some(id)) if id > MAX_CHILD_ID as u64 => {
+                return Err(self.error(
+                    node,
+                    format!("child id {id} is above {MAX_CHILD_ID}, Microkit's largest"),
+                ))
             }
             (_, id) => id.map(|i| i as u8),
         };
@@ -662,8 +671,13 @@ impl Parser<'_, '_> {
             let id = self
                 .number(*end, "id")?
                 .ok_or_else(|| self.error(*end, "attribute `id` is required"))?;
-            if id > 62 {
-                return Err(self.error(*end, format!("channel id {id} is above 62")));
+            if id > MAX_CHANNEL_ID as u64 {
+                return Err(self.error(
+                    *end,
+                    format!(
+                        "channel id {id} is above {MAX_CHANNEL_ID}: Microkit has {MAX_CHANNELS} channel ids per PD, 0 to {MAX_CHANNEL_ID}"
+                    ),
+                ));
             }
             if self.sdf.peer(pd, id as u8).is_some() {
                 return Err(self.error(
