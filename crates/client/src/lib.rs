@@ -17,9 +17,10 @@
 
 pub use tagloan_microkit::{Channel, Env, MessageInfo, Stopped};
 pub use tagloan_proto::{
-    channels, AllocFlags, AllocSpec, Allocated, Api, ClientEntry, ClientId, ClientTable, Error,
-    FaultKind, FaultReply, Freed, Op, PageInfo, PageState, Reclaimed, Request, Response,
-    StatsReply, Status, Transport, MAX_MESSAGE_WORDS, MAX_TABLE_CLIENTS, PROTOCOL_VERSION,
+    channels, console, AllocFlags, AllocSpec, Allocated, Api, ClientEntry, ClientId, ClientTable,
+    Error, FaultKind, FaultReply, Freed, Op, PageInfo, PageState, Reclaimed, Request, Response,
+    StatsReply, Status, Transport, MAX_MESSAGE_WORDS, MAX_TABLE_CLIENTS, MICROKIT_DEFAULT_ENTRY,
+    PROTOCOL_VERSION,
 };
 
 /// The result of one call.
@@ -144,6 +145,34 @@ fn supervisor() -> Channel {
     Channel::new(channels::CLIENT_TO_SUPERVISOR as usize)
 }
 
+/// Prints `text` as one whole line through the supervisor (see
+/// [`tagloan_proto::console`]).
+pub fn console_line(env: &mut dyn Env, text: &str) -> Result<(), Stopped> {
+    let mut words = [0u64; tagloan_proto::console::MAX_WORDS];
+    let count = tagloan_proto::console::pack(text, &mut words);
+    for (i, word) in words[..count].iter().enumerate() {
+        env.set_mr(i, *word);
+    }
+    env.ppcall(
+        supervisor(),
+        MessageInfo::new(tagloan_proto::console::LABEL, count),
+    )?;
+    Ok(())
+}
+
+/// Reports counters one by one, by name (as [`Worker::counters`] does).
+pub type Counters<'a> = &'a dyn Fn(&mut dyn FnMut(&str, u64));
+
+/// One console line of `name: what: counter=value ...`.
+pub fn print_counters(env: &mut dyn Env, what: &str, counters: Counters) -> Result<(), Stopped> {
+    let mut line = tagloan_microkit::DebugLine::new();
+    let _ = core::fmt::Write::write_fmt(&mut line, format_args!("{}: {what}:", env.pd_name()));
+    counters(&mut |name, value| {
+        let _ = core::fmt::Write::write_fmt(&mut line, format_args!(" {name}={value}"));
+    });
+    console_line(env, line.as_str())
+}
+
 impl<W: Worker> Paced<W> {
     /// The pacing counters and the worker's, by name.
     pub fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
@@ -160,6 +189,12 @@ impl<W: Worker> tagloan_microkit::Handler for Paced<W> {
         self.steps = 0;
         self.done = false;
         self.worker.start(env);
+        let mut line = tagloan_microkit::DebugLine::new();
+        let _ = core::fmt::Write::write_fmt(&mut line, format_args!("{}: started", env.pd_name()));
+        if console_line(env, line.as_str()).is_err() {
+            // Stopped or restarted while blocked: return at once.
+            return Ok(());
+        }
         env.notify(supervisor());
         Ok(())
     }
@@ -175,7 +210,12 @@ impl<W: Worker> tagloan_microkit::Handler for Paced<W> {
         self.steps += 1;
         match self.worker.step(env) {
             Ok(Progress::More) => env.notify(supervisor()),
-            Ok(Progress::Done) => self.done = true,
+            Ok(Progress::Done) => {
+                self.done = true;
+                if print_counters(env, "finished", &|report| self.counters(report)).is_ok() {
+                    env.notify(Channel::new(channels::CLIENT_DONE as usize));
+                }
+            }
             // Stopped or restarted while blocked: return at once.
             Err(Stopped) => {}
         }

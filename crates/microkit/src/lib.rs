@@ -14,13 +14,11 @@
 //! operations (map, unmap, copy, zero, tags) are the pool's `Kernel` and
 //! `TagOps`, which the backend that builds the server hands to it; what the
 //! simulator observes of a PD (counters, invariants, frame pictures) is the
-//! simulator's business (`tagloan-sim`'s `Observed`).
+//! simulator's business (`tagloan_sim::Hosted::observed`).
 //!
-//! Backends: the simulator (`tagloan-sim`, the default) and the seL4 link stub
-//! in [`sel4`] (see the README for what is real there).
+//! Backends: the simulator (`tagloan-sim`, the default) and seL4
+//! (`sel4/runtime`, on rust-sel4; see docs/sel4.md for what is real there).
 #![no_std]
-
-pub mod sel4;
 
 /// Microkit's limits, from libmicrokit's `microkit.h` (2.3.0) and the
 /// `microkit` tool (`tool/microkit/src/lib.rs`, `sdf.rs`): written once, here.
@@ -186,6 +184,15 @@ pub mod fsr {
     pub const PERMISSION_L3: u64 = 0x0f;
     /// Synchronous tag check fault (FEAT_MTE).
     pub const SYNC_TAG_CHECK: u64 = 0x11;
+
+    /// Whether a data abort with this FSR (ESR) is one that lazy tagging
+    /// can cause: a translation fault (the page is not mapped) or a
+    /// permission fault (mapped with no access), at any level (DFSC 0x04 to
+    /// 0x07, 0x0c to 0x0f).
+    pub const fn lazy_tagging_explains(fsr: u64) -> bool {
+        let dfsc = fsr & 0x3f;
+        matches!(dfsc, 0x04..=0x07 | 0x0c..=0x0f)
+    }
 }
 
 /// A fault message as the parent receives it.
@@ -294,8 +301,10 @@ pub trait Env {
 
     /// Stops `child` (Microkit `microkit_pd_stop`).
     fn pd_stop(&mut self, child: Child);
-    /// Restarts `child` at its entry point, fresh (`microkit_pd_restart`).
-    fn pd_restart(&mut self, child: Child);
+    /// Restarts `child` at `entry_point`, its program image's entry
+    /// (`microkit_pd_restart`). The simulator runs the child's `init` again
+    /// and ignores the address.
+    fn pd_restart(&mut self, child: Child, entry_point: u64);
 
     /// Writes to the debug console.
     fn debug_print(&mut self, text: &str);
@@ -377,7 +386,7 @@ pub struct DebugLine {
 
 impl DebugLine {
     /// Bytes a line holds.
-    pub const CAPACITY: usize = 192;
+    pub const CAPACITY: usize = 320;
 
     pub const fn new() -> DebugLine {
         DebugLine {

@@ -44,6 +44,20 @@ pub unsafe fn stg(pointer: u64) {
     }
 }
 
+/// STG with the tag taken from `tagged` and the granule addressed by
+/// `address`: for memory whose pointers must keep a zero top byte (a thread
+/// without top-byte-ignore, such as a stock seL4 PD).
+///
+/// # Safety
+/// As [`stg`], for the granule at `address`.
+#[inline]
+pub unsafe fn stg_from(tagged: u64, address: u64) {
+    // SAFETY: the caller guarantees the granule is memory it owns.
+    unsafe {
+        asm!(".arch_extension memtag", "stg {t}, [{a}]", t = in(reg) tagged, a = in(reg) address, options(nostack, preserves_flags));
+    }
+}
+
 /// ST2G: as [`stg`], for the two granules at `pointer` (32-byte aligned).
 ///
 /// # Safety

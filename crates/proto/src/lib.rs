@@ -24,7 +24,9 @@ mod values;
 
 pub use ops::{dispatch, Api, Op, Request, Response, Serve};
 pub use status::{busy, ArgumentRule, DecodeError, Error, Status};
-pub use table::{ClientEntry, ClientTable, TableError, TableRule, MAX_TABLE_CLIENTS};
+pub use table::{
+    ClientEntry, ClientTable, TableError, TableRule, MAX_TABLE_CLIENTS, MICROKIT_DEFAULT_ENTRY,
+};
 pub use values::{
     AllocFlags, AllocSpec, Allocated, Bit, ClientId, ClientIndex, Codec, Count, FaultKind,
     FaultReply, Freed, Kind, Message, PageInfo, PageState, Pages, Plain, Reclaimed, Spec,
@@ -116,13 +118,65 @@ pub fn decode_refusal(label: u64, words: &[u64]) -> Result<Option<Error>, Decode
     }
 }
 
+/// A client's console line, printed by its supervisor (the fault handler):
+/// a PPC on [`channels::CLIENT_TO_SUPERVISOR`] with label [`console::LABEL`]
+/// and the line's UTF-8 bytes packed little-endian into the registers. On
+/// seL4 a PD prints one character per system call, so lines of PDs that run
+/// at the same time interleave; the supervisor runs at a higher priority than
+/// every client, so a line it prints is whole.
+pub mod console {
+    /// The label of a console PPC.
+    pub const LABEL: u64 = 0xc0;
+    /// Registers of text at most (320 bytes).
+    pub const MAX_WORDS: usize = 40;
+
+    /// Packs `text` into `words`; returns the register count. Text past
+    /// [`MAX_WORDS`] registers is cut at a character boundary.
+    pub fn pack(text: &str, words: &mut [u64; MAX_WORDS]) -> usize {
+        let mut end = text.len().min(MAX_WORDS * 8);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let bytes = &text.as_bytes()[..end];
+        *words = [0; MAX_WORDS];
+        for (i, chunk) in bytes.chunks(8).enumerate() {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            words[i] = u64::from_le_bytes(word);
+        }
+        bytes.len().div_ceil(8)
+    }
+
+    /// The text in `words` (trailing NULs dropped), or `None` if it is not
+    /// UTF-8.
+    pub fn unpack(words: &[u64], out: &mut [u8; MAX_WORDS * 8]) -> Option<usize> {
+        let count = words.len().min(MAX_WORDS);
+        for (i, word) in words[..count].iter().enumerate() {
+            out[i * 8..i * 8 + 8].copy_from_slice(&word.to_le_bytes());
+        }
+        let len = out[..count * 8]
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(0, |p| p + 1);
+        core::str::from_utf8(&out[..len]).ok().map(|s| s.len())
+    }
+}
+
 /// The channel ids every PD of a tagloan system uses at its own end. The
 /// server's ends are in the client table (each client's badge).
 pub mod channels {
     /// A client's channel to the memory server (pp).
     pub const CLIENT_TO_SERVER: u8 = 0;
-    /// A client's channel to the fault handler, which paces it (notify).
+    /// A client's channel to the fault handler, which paces it (notify, both
+    /// ways) and prints its console lines (pp from the client; see
+    /// [`console`](crate::console)).
     pub const CLIENT_TO_SUPERVISOR: u8 = 1;
+    /// A client's channel to the fault handler that says it has finished
+    /// (notify), so the fault handler knows when the run is over.
+    pub const CLIENT_DONE: u8 = 2;
+    /// The fault handler's end of a client's done channel is this plus the
+    /// client's child id (so child ids of clients stay below 30).
+    pub const FAULT_HANDLER_DONE_BASE: u8 = 32;
     /// The fault handler's channel to the memory server (pp). Its channel to
     /// each client has the client's child id.
     pub const FAULT_HANDLER_TO_SERVER: u8 = 0;

@@ -38,9 +38,22 @@ pub struct ClientEntry {
     pub window_pages: u32,
     /// Most frames held at once.
     pub quota_frames: u32,
+    /// The entry point of its program image, for `pd_restart` (key
+    /// `entry=`; `make image` writes it from the ELF). Without it, Microkit's
+    /// conventional 0x200000 (its C PDs' `_start`).
+    pub entry_point: Option<u64>,
 }
 
+/// Where a Microkit PD's program starts when its image gives no other entry:
+/// libmicrokit's C PDs link `_start` there.
+pub const MICROKIT_DEFAULT_ENTRY: u64 = 0x200000;
+
 impl ClientEntry {
+    /// The entry point `pd_restart` starts the client at.
+    pub fn restart_entry(&self) -> u64 {
+        self.entry_point.unwrap_or(MICROKIT_DEFAULT_ENTRY)
+    }
+
     /// The heap window.
     pub const fn window(&self) -> tagloan_mte::Window {
         tagloan_mte::Window {
@@ -101,7 +114,7 @@ impl core::fmt::Display for TableError {
             TableRule::NameTooLong => write!(f, "PD names have at most {MAX_NAME} bytes"),
             TableRule::MissingKey(key) => write!(f, "`{key}=` is missing"),
             TableRule::UnknownKey => f.write_str(
-                "unknown key; a client has channel=, child=, window=, pages= and quota=",
+                "unknown key; a client has channel=, child=, window=, pages=, quota= and optionally entry=",
             ),
             TableRule::BadNumber(key) => {
                 write!(f, "`{key}=` is not a number (decimal, or hex with 0x)")
@@ -253,6 +266,7 @@ fn parse_client<'t>(fields: impl Iterator<Item = &'t str>) -> Result<ClientEntry
     let mut fields = fields.peekable();
     let pd = name(fields.next())?;
     let (mut channel, mut child, mut window, mut pages, mut quota) = (None, None, None, None, None);
+    let mut entry_point = None;
     for field in fields {
         match field.split_once('=') {
             Some(("channel", v)) => channel = Some(id("channel", v)?),
@@ -260,6 +274,7 @@ fn parse_client<'t>(fields: impl Iterator<Item = &'t str>) -> Result<ClientEntry
             Some(("window", v)) => window = Some(number("window", v)?),
             Some(("pages", v)) => pages = Some(number("pages", v)?),
             Some(("quota", v)) => quota = Some(number("quota", v)?),
+            Some(("entry", v)) => entry_point = Some(number("entry", v)?),
             _ => return Err(TableRule::UnknownKey),
         }
     }
@@ -297,6 +312,7 @@ fn parse_client<'t>(fields: impl Iterator<Item = &'t str>) -> Result<ClientEntry
         window_base,
         window_pages,
         quota_frames,
+        entry_point,
     })
 }
 

@@ -192,6 +192,9 @@ pub struct Plans {
     pub bulk: Option<BulkPlan>,
     pub lazy: Option<LazyPlan>,
     pub rogue: bool,
+    /// The rogue client, after its cases, loads from an unmapped page of its
+    /// window (as it does on seL4).
+    pub rogue_touches_unmapped: bool,
     /// Every client runs the random workload, seeded from this.
     pub random: Option<u64>,
 }
@@ -239,7 +242,13 @@ pub fn registry(plans: Plans) -> Registry {
         ("client_lazy", worker(plans.lazy, Lazy::new)),
         (
             "client_rogue",
-            worker(plans.rogue.then_some(()), |()| Rogue::default()),
+            worker(
+                plans.rogue.then_some(plans.rogue_touches_unmapped),
+                |touch| match touch {
+                    true => Rogue::touching_unmapped(),
+                    false => Rogue::default(),
+                },
+            ),
         ),
     ];
     for (name, make) in clients {
@@ -365,7 +374,7 @@ impl Report {
     /// The one-line summary `make test` prints per scenario.
     pub fn one_line(&self) -> String {
         format!(
-            "scenario {}: seed {}, {} steps, {} IPCs, {} faults ({} lazy-tag, {} tag-check), {} migrations, {} recalls, lent peak {} frames, {} invariant checks, {} violations, {} corrupted bytes",
+            "scenario {}: seed {}, {} steps, {} IPCs, {} faults ({} lazy-tag, {} tag-check), {} livelocks, {} migrations, {} recalls, lent peak {} frames, {} invariant checks, {} violations, {} corrupted bytes",
             self.scenario,
             self.seed,
             self.summary.steps,
@@ -373,6 +382,7 @@ impl Report {
             self.summary.faults(),
             self.faults_resolved,
             self.faults_tag_check,
+            self.summary.livelocks,
             self.migrations,
             self.recalls,
             self.lent_peak,

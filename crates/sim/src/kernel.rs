@@ -36,6 +36,10 @@ use crate::system::System;
 use crate::trace::{Event, Summary, Trace};
 use tagloan_ram::{AccessFault, SimMachine};
 
+/// Identical faults a parent may resume before the simulator calls it a
+/// livelock and stops the child.
+pub const LIVELOCK_FAULTS: u32 = 16;
+
 /// Makes a PD. Registered by program image name.
 pub type Constructor = Box<dyn Fn(&Build) -> Box<dyn Pd>>;
 
@@ -807,14 +811,15 @@ impl PdEnv<'_> {
                     return Err(Stopped);
                 }
                 attempts += 1;
-                if attempts >= 16 {
+                if attempts >= LIVELOCK_FAULTS {
                     // The parent resumes us without fixing the fault: on seL4
-                    // this spins for ever. Stop it and say so.
-                    self.core.record(Event::Inject {
+                    // this spins for ever. Stop it, and count it.
+                    self.core.record(Event::Livelock {
                         pd: self.pd,
-                        what: "livelock: 16 identical faults resumed; stopped".into(),
+                        faults: attempts,
                     });
                     self.core.pds[self.pd].state = RunState::Stopped;
+                    self.core.record(Event::Stop { pd: self.pd });
                     return Err(Stopped);
                 }
             }
@@ -983,7 +988,7 @@ impl Env for PdEnv<'_> {
         }
     }
 
-    fn pd_restart(&mut self, child: Child) {
+    fn pd_restart(&mut self, child: Child, _entry_point: u64) {
         if let Some(pd) = self.core.sdf.child(self.pd, child.index() as u8) {
             self.core.pds[pd].state = RunState::Restarting;
             self.core.record(Event::Restart { pd });

@@ -309,6 +309,21 @@ impl System {
                     ))
                 }
             }
+            let done_id = u16::from(channels::FAULT_HANDLER_DONE_BASE) + u16::from(entry.child);
+            match sdf.peer(pd, channels::CLIENT_DONE) {
+                Some((_, theirs)) if theirs.pd == fault_handler && u16::from(theirs.id) == done_id => {}
+                _ => {
+                    return Err(error(
+                        &decl.at,
+                        element,
+                        format!(
+                            "needs a done channel to `{fh_name}`: id=\"{}\" at the client, id=\"{done_id}\" ({} + its child id) at the fault handler",
+                            channels::CLIENT_DONE,
+                            channels::FAULT_HANDLER_DONE_BASE
+                        ),
+                    ))
+                }
+            }
             let window = entry.window();
             let window_end = window.end().unwrap_or(u64::MAX);
             for map in &decl.maps {

@@ -51,6 +51,12 @@ pub enum Event {
         child: usize,
         resumed: bool,
     },
+    /// `pd`'s parent kept resuming it on the same fault without fixing it:
+    /// on seL4 it would fault for ever; the simulator stops it.
+    Livelock {
+        pd: usize,
+        faults: u32,
+    },
     /// `pd` called or faulted to `on`, which is stopped: it blocks for ever.
     Blocked {
         pd: usize,
@@ -134,6 +140,9 @@ pub struct Summary {
     pub tag_writes: u64,
     pub injections: u64,
     pub accesses: u64,
+    /// PDs stopped because their parent resumed them on the same fault
+    /// again and again (on seL4 they would spin for ever).
+    pub livelocks: u64,
 }
 
 impl Summary {
@@ -258,6 +267,7 @@ impl Trace {
             Event::Zero { .. } => s.zeroes += 1,
             Event::TagWrite { .. } => s.tag_writes += 1,
             Event::Inject { .. } => s.injections += 1,
+            Event::Livelock { .. } => s.livelocks += 1,
             Event::Init { .. }
             | Event::Blocked { .. }
             | Event::Wake { .. }
@@ -344,6 +354,11 @@ impl Trace {
                 if *resumed { "resume" } else { "no-reply" }
             ),
             Event::Stop { pd } => write!(out, "stop {}", self.name(*pd)),
+            Event::Livelock { pd, faults } => write!(
+                out,
+                "livelock: {} was resumed {faults} times on the same fault, never fixed; stopped",
+                self.name(*pd)
+            ),
             Event::Blocked { pd, on } => write!(
                 out,
                 "blocked {} on {}, which is stopped",

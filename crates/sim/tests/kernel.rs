@@ -254,7 +254,7 @@ impl Handler for Parent {
         }
         if self.restart {
             self.restart = false;
-            env.pd_restart(child);
+            env.pd_restart(child, 0x200000);
         } else {
             env.pd_stop(child);
         }
@@ -333,6 +333,7 @@ fn a_fault_reply_resumes_the_child_which_retries_and_is_stopped_for_a_livelock()
     assert_eq!(faults, 16);
     assert_eq!(log.borrow().last().unwrap(), "load stopped");
     assert!(!sim.is_running("client"));
+    assert_eq!(sim.summary().livelocks, 1, "the livelock is counted");
 }
 
 #[test]

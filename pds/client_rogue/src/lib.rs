@@ -1,11 +1,19 @@
 //! `client_rogue`: sends every kind of bad request and checks that each gets
 //! its documented error and leaves the server's state unchanged (the stats
-//! before and after are equal, except the failure count, which grows by one).
+//! before and after are equal, except the failure count, which grows: by one,
+//! or more when other clients are refused at the same time).
+//!
+//! A server without frames (the seL4 backend before it is given any) can
+//! judge only what needs none: the decode and authority cases must still get
+//! exactly their errors (`malformed`, `permission-denied`), and every other
+//! case must get `unsupported`, never a success. With
+//! [`Rogue::touching_unmapped`] it then loads from a page of its window it
+//! never allocated: a real fault for its parent to handle.
 #![no_std]
 
 use tagloan_client::{
-    channels, my_entry, AllocFlags, AllocSpec, Api, ClientTable, Env, Op, Paced, Progress, Request,
-    Server, StatsReply, Status, Stopped, Worker, PROTOCOL_VERSION,
+    channels, load_u64, my_entry, AllocFlags, AllocSpec, Api, ClientTable, Env, Op, Paced,
+    Progress, Request, Server, StatsReply, Status, Stopped, Worker, PROTOCOL_VERSION,
 };
 
 const PAGE: u64 = 4096;
@@ -229,6 +237,31 @@ pub struct Rogue {
     released: bool,
     /// The first case that went wrong, for the report.
     pub first_unexpected: Option<(&'static str, u64)>,
+    /// The server said `unsupported` to the set-up allocations: it has no
+    /// frames.
+    pub frameless: bool,
+    /// Cases a frameless server refused with `unsupported`, as it must.
+    pub refused_unsupported: u64,
+    /// After the cases, load from a page of the window never allocated.
+    touch_unmapped: bool,
+    /// Loads from an unmapped page that came back (they must not).
+    pub unmapped_loads_returned: u64,
+}
+
+/// Whether a case is judged before any frame is involved: decoding and the
+/// authority check, which a server without frames still does.
+fn judged_without_frames(expected: Status) -> bool {
+    matches!(expected, Status::Malformed | Status::PermissionDenied)
+}
+
+impl Rogue {
+    /// A rogue that, after its cases, touches an unmapped page of its window.
+    pub fn touching_unmapped() -> Rogue {
+        Rogue {
+            touch_unmapped: true,
+            ..Rogue::default()
+        }
+    }
 }
 
 impl Worker for Rogue {
@@ -240,6 +273,9 @@ impl Worker for Rogue {
             state_changed: self.state_changed,
             setup_failed: self.setup_failed,
             first_unexpected: self.first_unexpected,
+            refused_unsupported: self.refused_unsupported,
+            touch_unmapped: self.touch_unmapped,
+            unmapped_loads_returned: self.unmapped_loads_returned,
             ..Rogue::default()
         };
         if let Some((_, entry)) = my_entry(env) {
@@ -290,7 +326,12 @@ impl Worker for Rogue {
                     )?
                     .map(|_| ()),
             ];
-            self.setup_failed += setup.iter().filter(|r| r.is_err()).count() as u64;
+            self.frameless = setup
+                .iter()
+                .all(|r| matches!(r, Err(e) if e.status == Status::Unsupported));
+            if !self.frameless {
+                self.setup_failed += setup.iter().filter(|r| r.is_err()).count() as u64;
+            }
             self.setup_done = true;
             return Ok(Progress::More);
         }
@@ -298,9 +339,19 @@ impl Worker for Rogue {
         let Some(case) = all.get(self.next) else {
             if !self.released {
                 self.released = true;
-                if server.free(env, held)?.is_err() {
+                if server.free(env, held)?.is_err() && !self.frameless {
                     self.setup_failed += 1;
                 }
+                if self.touch_unmapped {
+                    // The verdict on the cases, before the fault ends this run.
+                    tagloan_client::print_counters(env, "cases", &|report| self.counters(report))?;
+                    return Ok(Progress::More);
+                }
+            }
+            if self.touch_unmapped {
+                // Never allocated: the load faults, and the parent decides.
+                load_u64(env, self.mine + 3 * PAGE)?;
+                self.unmapped_loads_returned += 1;
             }
             return Ok(Progress::Done);
         };
@@ -310,15 +361,24 @@ impl Worker for Rogue {
         let after = server.stats(env)?.ok();
         self.cases_run += 1;
         let status = Status::from_label(info.label());
-        if status == Some(case.expected) && info.count() == 2 {
+        let two_details = info.count() == 2;
+        if status == Some(case.expected) && two_details {
             self.refused_as_documented += 1;
+        } else if self.frameless
+            && !judged_without_frames(case.expected)
+            && status == Some(Status::Unsupported)
+            && two_details
+        {
+            self.refused_unsupported += 1;
         } else {
             self.unexpected += 1;
             self.first_unexpected
                 .get_or_insert((case.name, info.label()));
         }
         match (before, after) {
-            (Some(b), Some(a)) if state_of(&b) == state_of(&a) && a.failures == b.failures + 1 => {}
+            // Other clients run meanwhile (on seL4 truly at once), so their
+            // own refusals may count too: at least this one must.
+            (Some(b), Some(a)) if state_of(&b) == state_of(&a) && a.failures > b.failures => {}
             _ => self.state_changed += 1,
         }
         Ok(Progress::More)
@@ -330,6 +390,11 @@ impl Worker for Rogue {
         report("unexpected", self.unexpected);
         report("state_changed", self.state_changed);
         report("setup_failed", self.setup_failed);
+        report("frameless", u64::from(self.frameless));
+        report("refused_unsupported", self.refused_unsupported);
+        if self.touch_unmapped {
+            report("unmapped_loads_returned", self.unmapped_loads_returned);
+        }
         if let Some((name, label)) = self.first_unexpected {
             // The case's position in `cases()`, and the status it got.
             let index = cases(0, 1, 0)

@@ -11,16 +11,25 @@
 //!   is restarted clean, at most [`MAX_RESTARTS`] times; after that it is
 //!   stopped.
 //!
+//! Only the faults lazy tagging explains are sent to the server to resolve:
+//! a data abort (translation or permission fault) from a client, and only a
+//! page the server maps tagged for it (`Tagged`) resumes the client. Any other
+//! fault, and a page that was already tagged (a permission fault on a tagged
+//! page, which would fault again for ever), is a real fault.
+//!
 //! It also paces its clients: each client notifies it after a unit of work
 //! (and once from `init`), and it notifies the client back, so clients of
-//! equal priority interleave (on seL4 as in the simulator).
+//! equal priority interleave (on seL4 as in the simulator). A client that
+//! finishes says so on its done channel; when every client has finished or
+//! been stopped, the fault handler prints its final line and notifies the
+//! server, which prints its own.
 #![no_std]
 
 use tagloan_client::{
-    channels, Api, ClientTable, FaultKind, FaultReply, Reclaimed, Server, Status,
+    channels, console, Api, ClientTable, FaultKind, FaultReply, Reclaimed, Server, Status,
 };
 use tagloan_microkit::{
-    Channel, ChannelSet, Child, Env, Fault, Handler, Infallible, MessageInfo, MSG_MAX_LENGTH,
+    fsr, Channel, ChannelSet, Child, Env, Fault, Handler, Infallible, MessageInfo, MSG_MAX_LENGTH,
 };
 
 const MAX_CLIENTS: usize = tagloan_client::MAX_TABLE_CLIENTS;
@@ -44,6 +53,9 @@ pub struct Counts {
 pub struct FaultHandler {
     table: Option<ClientTable>,
     stopped: [bool; MAX_CLIENTS],
+    finished: [bool; MAX_CLIENTS],
+    /// The final line was printed: the run is over.
+    reported_final: bool,
     restarts: [u32; MAX_CLIENTS],
     counts: Counts,
 }
@@ -54,8 +66,12 @@ impl Default for FaultHandler {
     }
 }
 
+fn server_channel() -> Channel {
+    Channel::new(channels::FAULT_HANDLER_TO_SERVER as usize)
+}
+
 fn server() -> Server {
-    Server::new(Channel::new(channels::FAULT_HANDLER_TO_SERVER as usize))
+    Server::new(server_channel())
 }
 
 impl FaultHandler {
@@ -63,6 +79,8 @@ impl FaultHandler {
         FaultHandler {
             table: None,
             stopped: [false; MAX_CLIENTS],
+            finished: [false; MAX_CLIENTS],
+            reported_final: false,
             restarts: [0; MAX_CLIENTS],
             counts: Counts {
                 resolved: 0,
@@ -109,6 +127,36 @@ impl FaultHandler {
             *s = true;
         }
         self.reclaim(env, client, name);
+        self.report_if_over(env);
+    }
+
+    /// Once every client has finished or been stopped: the final line, and
+    /// the server told, so it prints its own.
+    fn report_if_over(&mut self, env: &mut dyn Env) {
+        let Some(table) = self.table.as_ref() else {
+            return;
+        };
+        let clients = table.clients.len();
+        let over = (0..clients).all(|i| self.finished[i] || self.stopped[i]);
+        if !over || self.reported_final {
+            return;
+        }
+        self.reported_final = true;
+        let finished = self.finished[..clients].iter().filter(|f| **f).count();
+        env.notify(server_channel());
+        let mut line = tagloan_microkit::DebugLine::new();
+        let _ = core::fmt::Write::write_fmt(
+            &mut line,
+            format_args!(
+                "fault_handler: final: {finished} clients finished, {} stopped:",
+                clients - finished
+            ),
+        );
+        self.counters(&mut |name, value| {
+            let _ = core::fmt::Write::write_fmt(&mut line, format_args!(" {name}={value}"));
+        });
+        env.debug_print(line.as_str());
+        env.debug_print("tagloan: run complete");
     }
 
     fn restart(&mut self, env: &mut dyn Env, child: Child, client: u8, name: &str) {
@@ -130,10 +178,20 @@ impl FaultHandler {
         );
         // Reclaim first, so the client starts clean, with nothing mapped.
         self.reclaim(env, client, name);
-        env.pd_restart(child);
+        let entry = self
+            .table
+            .as_ref()
+            .and_then(|t| t.clients.get(usize::from(client)))
+            .map_or(tagloan_client::MICROKIT_DEFAULT_ENTRY, |c| {
+                c.restart_entry()
+            });
+        env.pd_restart(child, entry);
         self.counts.restarts += 1;
         if let Some(s) = self.stopped.get_mut(usize::from(client)) {
             *s = false;
+        }
+        if let Some(f) = self.finished.get_mut(usize::from(client)) {
+            *f = false;
         }
     }
 }
@@ -160,6 +218,11 @@ impl Handler for FaultHandler {
                 return Ok(());
             }
         };
+        tagloan_microkit::debug_println!(
+            env,
+            "fault_handler: started: {} clients, at most {MAX_RESTARTS} restarts each",
+            table.clients.len()
+        );
         // Clients announce themselves from their own `init`.
         self.table = Some(table);
         Ok(())
@@ -169,14 +232,27 @@ impl Handler for FaultHandler {
         let Some(table) = self.table.as_ref() else {
             return Ok(());
         };
+        let mut any_finished = false;
         for channel in channels.iter() {
+            let id = channel.index() as u8;
             // A client finished a unit of work and yields: let it go on.
-            if let Some((client, _)) = table.by_child(channel.index() as u8) {
+            if let Some((client, _)) = table.by_child(id) {
                 if !self.stopped[usize::from(client)] {
                     self.counts.paced += 1;
                     env.notify(channel);
                 }
             }
+            // A client says it has finished.
+            if let Some((client, _)) = id
+                .checked_sub(channels::FAULT_HANDLER_DONE_BASE)
+                .and_then(|child| table.by_child(child))
+            {
+                self.finished[usize::from(client)] = true;
+                any_finished = true;
+            }
+        }
+        if any_finished {
+            self.report_if_over(env);
         }
         Ok(())
     }
@@ -188,6 +264,41 @@ impl Handler for FaultHandler {
         info: MessageInfo,
     ) -> Result<Option<MessageInfo>, Infallible> {
         Ok(self.handle_fault(env, child, info))
+    }
+
+    /// A client's console line (`tagloan_proto::console`): printed whole.
+    fn protected(
+        &mut self,
+        env: &mut dyn Env,
+        channel: Channel,
+        info: MessageInfo,
+    ) -> Result<MessageInfo, Infallible> {
+        let is_client = self
+            .table
+            .as_ref()
+            .is_some_and(|t| t.by_child(channel.index() as u8).is_some());
+        let count = info.count();
+        if !is_client || info.label() != console::LABEL || count > console::MAX_WORDS {
+            env.debug_print("fault_handler: a PPC that is not a client's console line: refused");
+            return Ok(MessageInfo::new(1, 0));
+        }
+        let mut words = [0u64; console::MAX_WORDS];
+        for (i, word) in words[..count].iter_mut().enumerate() {
+            *word = env.mr(i);
+        }
+        let mut bytes = [0u8; console::MAX_WORDS * 8];
+        match console::unpack(&words[..count], &mut bytes) {
+            Some(len) => {
+                // `unpack` checked the bytes are UTF-8.
+                let text = core::str::from_utf8(&bytes[..len]).unwrap_or("");
+                env.debug_print(text);
+                Ok(MessageInfo::new(0, 0))
+            }
+            None => {
+                env.debug_print("fault_handler: a console line that is not UTF-8: refused");
+                Ok(MessageInfo::new(1, 0))
+            }
+        }
     }
 }
 
@@ -242,14 +353,30 @@ impl FaultHandler {
                 self.stop(env, child, client, &name);
                 None
             }
-            Fault::VmFault { addr, .. } => {
+            Fault::VmFault {
+                addr,
+                prefetch,
+                fsr,
+                ..
+            } if !prefetch && fsr::lazy_tagging_explains(fsr) => {
                 // FAR keeps the pointer's top byte (its tag): the server
                 // wants the address alone.
                 let addr = addr & ((1 << 56) - 1);
                 match server().resolve_fault(env, client, addr, FaultKind::Access) {
-                    Ok(Ok(_)) => {
+                    // The page awaited its tags and has them now: the access
+                    // will succeed when it runs again.
+                    Ok(Ok(FaultReply::Tagged { .. })) => {
                         self.counts.resolved += 1;
                         Some(MessageInfo::new(0, 0))
+                    }
+                    // Tagged already: lazy tagging does not explain this fault
+                    // (a permission fault on a tagged page), and resuming
+                    // would fault again for ever.
+                    Ok(Ok(reply)) => {
+                        self.counts.other += 1;
+                        tagloan_microkit::debug_println!(env, "fault_handler: {name} faulted at {addr:#x} (FSR {fsr:#x}) on a page that is not awaiting tags ({reply:?}); a real fault");
+                        self.restart(env, child, client, &name);
+                        None
                     }
                     Ok(Err(error)) if error.status == Status::NoMemory => {
                         self.counts.out_of_memory += 1;
@@ -259,7 +386,7 @@ impl FaultHandler {
                     }
                     Ok(Err(error)) => {
                         self.counts.other += 1;
-                        tagloan_microkit::debug_println!(env, "fault_handler: {name} faulted at {addr:#x}, not a lazy-tagging fault ({error})");
+                        tagloan_microkit::debug_println!(env, "fault_handler: {name} faulted at {addr:#x} (FSR {fsr:#x}), not a lazy-tagging fault ({error})");
                         self.restart(env, child, client, &name);
                         None
                     }

@@ -19,7 +19,7 @@
 
 mod convert;
 
-use tagloan_microkit::{Channel, Env, Handler, Infallible, MessageInfo};
+use tagloan_microkit::{Channel, ChannelSet, Env, Handler, Infallible, MessageInfo};
 use tagloan_mte::{granule_tag, untagged_address, FrameTags, GRANULE_BYTES, TAG_BYTES_PER_FRAME};
 use tagloan_platform::TagStorage;
 use tagloan_pool::{AllocRequest, Config, Machine, Pool, Resolution, Storage};
@@ -44,7 +44,6 @@ pub enum StartError {
     Platform(tagloan_platform::PlatformError),
     Table(tagloan_proto::TableError),
     Pool(tagloan_pool::InitError),
-    NoMachine,
 }
 
 impl core::fmt::Display for StartError {
@@ -59,15 +58,12 @@ impl core::fmt::Display for StartError {
             StartError::Platform(e) => write!(f, "device tree refused: {e}"),
             StartError::Table(e) => write!(f, "{e}"),
             StartError::Pool(e) => write!(f, "pool: {e}"),
-            StartError::NoMachine => f.write_str(
-                "no frame or VSpace capabilities: this backend gives the server no machine",
-            ),
         }
     }
 }
 
 /// A machine that does not exist: the type of a server built by a backend
-/// that has no frame capabilities to give (the seL4 link stub). It has no
+/// that has no frame capabilities to give (the seL4 backend, until it hands over the pool). It has no
 /// values, so none of its operations can ever run.
 pub enum NoMachine {}
 
@@ -111,11 +107,26 @@ pub struct ServerCounters {
     /// Requests from an unknown channel, or for an operation the caller
     /// may not ask for.
     pub refused_permission: u64,
+    /// Requests that need frames, refused because the server has none.
+    pub refused_unsupported: u64,
 }
 
-struct Serving<M> {
+/// The pool and the machine its frames live in.
+struct Frames<M> {
     pool: Pool<'static>,
     machine: M,
+}
+
+/// A probe of whether the hardware stores tags, run on memory the server
+/// itself maps (its bookkeeping region), when it has no frames of the pool
+/// to probe with: writes a non-zero tag and says whether it read back.
+pub type OwnMappingProbe = fn(&mut [u8]) -> bool;
+
+struct Serving<M> {
+    /// `None`: the backend gave no machine, so no request that needs frames
+    /// can be served.
+    frames: Option<Frames<M>>,
+    layout: tagloan_pool::Layout,
     table: ClientTable,
     fault_handler_channel: Option<u8>,
     /// Whether the hardware stores tags (the init-time probe).
@@ -127,6 +138,8 @@ struct Serving<M> {
 pub struct MemoryServer<M: Machine> {
     /// The machine until `init` builds the pool over it.
     machine: Option<M>,
+    /// The backend's probe of its own mapping, for a server without frames.
+    own_probe: Option<OwnMappingProbe>,
     serving: Option<Serving<M>>,
     start_error: Option<StartError>,
 }
@@ -137,9 +150,17 @@ impl<M: Machine> MemoryServer<M> {
     pub const fn new(machine: Option<M>) -> MemoryServer<M> {
         MemoryServer {
             machine,
+            own_probe: None,
             serving: None,
             start_error: None,
         }
+    }
+
+    /// With `probe` to run on the server's own mapping when it has no
+    /// frames of the pool (the seL4 backend gives the real MTE instructions).
+    pub const fn with_own_mapping_probe(mut self, probe: OwnMappingProbe) -> MemoryServer<M> {
+        self.own_probe = Some(probe);
+        self
     }
 
     /// Why start-up failed, if it did.
@@ -150,7 +171,10 @@ impl<M: Machine> MemoryServer<M> {
     /// The pool, once the server runs: for observers (the simulator's
     /// invariant audit, frame pictures). Read-only.
     pub fn pool(&self) -> Option<&Pool<'static>> {
-        self.serving.as_ref().map(|s| &s.pool)
+        self.serving
+            .as_ref()
+            .and_then(|s| s.frames.as_ref())
+            .map(|f| &f.pool)
     }
 
     /// The client table, once the server runs.
@@ -175,7 +199,7 @@ impl<M: Machine> MemoryServer<M> {
             .region(DTB_REGION)
             .ok_or(StartError::NoRegion(DTB_REGION))?;
         let platform = tagloan_platform::parse(dtb, true).map_err(StartError::Platform)?;
-        if let TagStorage::Disabled(reason) = platform.tag_storage {
+        if let TagStorage::Disabled(reason) = &platform.tag_storage {
             tagloan_microkit::debug_println!(
                 env,
                 "memory_server: tag storage reuse disabled: {reason}"
@@ -198,28 +222,70 @@ impl<M: Machine> MemoryServer<M> {
             };
         }
         let specs = &specs[..table.clients.len()];
+        print_layout(env, &platform);
         let config = Config::default();
         let sizes = Pool::storage_sizes(&platform.layout, specs, &config);
-        if self.machine.is_none() {
-            return Err(StartError::NoMachine);
-        }
         let region = env
             .take_region_mut(BOOKKEEPING_REGION)
             .ok_or(StartError::NoRegion(BOOKKEEPING_REGION))?;
-        let (storage, _) = Storage::carve(region, &sizes).map_err(StartError::Pool)?;
-        let mut pool =
-            Pool::new(platform.layout, specs, config, storage).map_err(StartError::Pool)?;
-        let mut machine = self.machine.take().ok_or(StartError::NoMachine)?;
-        let probe = probe_tags(&mut pool, &mut machine);
+        let (frames, probe) = match self.machine.take() {
+            Some(mut machine) => {
+                let (storage, _) = Storage::carve(region, &sizes).map_err(StartError::Pool)?;
+                let mut pool =
+                    Pool::new(platform.layout, specs, config, storage).map_err(StartError::Pool)?;
+                let probe = probe_tags(&mut pool, &mut machine);
+                (Some(Frames { pool, machine }), probe)
+            }
+            None => {
+                let probe = match self.own_probe {
+                    Some(probe) if probe(region) => TagProbe::Stored,
+                    Some(_) => TagProbe::NotStored,
+                    None => TagProbe::Untested,
+                };
+                (None, probe)
+            }
+        };
         Ok(Serving {
-            pool,
-            machine,
+            frames,
+            layout: platform.layout,
             fault_handler_channel: table.fault_handler.as_ref().map(|(_, c)| *c),
             table,
             probe,
             counters: ServerCounters::default(),
         })
     }
+}
+
+/// The layout, as `tagloan check` prints it: each region, then the totals.
+fn print_layout(env: &mut dyn Env, platform: &tagloan_platform::Platform) {
+    for (i, r) in platform.regions.iter().enumerate() {
+        match r.tags {
+            Some(t) => tagloan_microkit::debug_println!(
+                env,
+                "memory_server: region {i}: data {:#x}, {} frames; tag storage {:#x}, {} frames; block {} frames",
+                r.data_base * 4096,
+                r.data_frames,
+                t.base * 4096,
+                t.frames,
+                t.block_frames
+            ),
+            None => tagloan_microkit::debug_println!(
+                env,
+                "memory_server: region {i}: data {:#x}, {} frames; no tag storage",
+                r.data_base * 4096,
+                r.data_frames
+            ),
+        }
+    }
+    let layout = &platform.layout;
+    tagloan_microkit::debug_println!(
+        env,
+        "memory_server: total: {} frames ({} data, {} tag storage), {} tag blocks",
+        layout.frames_total(),
+        layout.data_frames_total(),
+        layout.tag_frames_total(),
+        layout.blocks_total()
+    );
 }
 
 /// What the start-up tag probe found (DESIGN §7).
@@ -233,6 +299,9 @@ pub enum TagProbe {
     /// There is no tag storage to probe with (MTE off, none described, or
     /// reuse disabled): tagged memory is `unsupported`.
     NoTagStorage,
+    /// The server has no frames and its backend gave no probe of its own
+    /// mapping: nothing was tried.
+    Untested,
 }
 
 /// Stores a non-zero tag on a scratch frame and reads it back. On seL4
@@ -278,13 +347,26 @@ impl<M: Machine> Serving<M> {
     }
 }
 
+impl<M: Machine> Serving<M> {
+    /// The pool and machine, or the refusal of a server that has none.
+    fn frames(&mut self) -> Result<&mut Frames<M>, Error> {
+        match self.frames.as_mut() {
+            Some(frames) => Ok(frames),
+            None => {
+                self.counters.refused_unsupported += 1;
+                Err(Error::bare(Status::Unsupported))
+            }
+        }
+    }
+}
+
 /// Each operation of the protocol table, on the pool.
 impl<M: Machine> Serve for Serving<M> {
     fn alloc(&mut self, client: ClientId, vaddr: u64, spec: AllocSpec) -> Result<Allocated, Error> {
-        let a = self
-            .pool
+        let Frames { pool, machine } = self.frames()?;
+        let a = pool
             .alloc(
-                &mut self.machine,
+                machine,
                 client,
                 AllocRequest {
                     vaddr,
@@ -303,62 +385,69 @@ impl<M: Machine> Serve for Serving<M> {
     }
 
     fn free(&mut self, client: ClientId, vaddr: u64) -> Result<Freed, Error> {
-        let pages = self
-            .pool
-            .free(&mut self.machine, client, vaddr)
-            .map_err(refusal)?;
+        let Frames { pool, machine } = self.frames()?;
+        let pages = pool.free(machine, client, vaddr).map_err(refusal)?;
         Ok(Freed { pages })
     }
 
     fn enable_tagging(&mut self, client: ClientId, vaddr: u64, pages: u32) -> Result<(), Error> {
-        self.pool
-            .enable_tagging(&mut self.machine, client, vaddr, pages)
-            .map_err(refusal)?;
-        Ok(())
+        let Frames { pool, machine } = self.frames()?;
+        pool.enable_tagging(machine, client, vaddr, pages)
+            .map_err(refusal)
     }
 
     fn disable_tagging(&mut self, client: ClientId, vaddr: u64, pages: u32) -> Result<(), Error> {
-        self.pool
-            .disable_tagging(&mut self.machine, client, vaddr, pages)
-            .map_err(refusal)?;
-        Ok(())
+        let Frames { pool, machine } = self.frames()?;
+        pool.disable_tagging(machine, client, vaddr, pages)
+            .map_err(refusal)
     }
 
     fn pin(&mut self, client: ClientId, vaddr: u64) -> Result<(), Error> {
-        self.pool
-            .pin(&mut self.machine, client, vaddr)
-            .map_err(refusal)?;
-        Ok(())
+        let Frames { pool, machine } = self.frames()?;
+        pool.pin(machine, client, vaddr).map_err(refusal)
     }
 
     fn unpin(&mut self, client: ClientId, vaddr: u64) -> Result<(), Error> {
-        self.pool.unpin(client, vaddr).map_err(refusal)?;
-        Ok(())
+        self.frames()?.pool.unpin(client, vaddr).map_err(refusal)
     }
 
     fn query(&mut self, client: ClientId, vaddr: u64) -> Result<PageInfo, Error> {
-        self.pool
+        self.frames()?
+            .pool
             .query(client, vaddr)
             .map(page_info)
             .map_err(refusal)
     }
 
     fn stats(&mut self, _client: ClientId) -> Result<StatsReply, Error> {
-        let s = self.pool.stats();
-        Ok(StatsReply {
-            metadata_total: u64::from(s.tag_frames_total),
-            metadata_free: u64::from(s.tag_frames_free),
-            lent: u64::from(s.tag_frames_lent),
-            reserved_blocks: u64::from(s.blocks_reserved),
-            migrations: s.migrations,
-            recalls: s.recalls,
-            // Every refusal counts, the decoder's and the authority check's
-            // as well as the pool's.
-            failures: s.failures.total()
-                + self.counters.refused_malformed
-                + self.counters.refused_permission,
-            data_total: u64::from(s.data_frames_total),
-            data_free: u64::from(s.data_frames_free),
+        // Every refusal counts, the decoder's and the authority check's as
+        // well as the pool's (or, without frames, the server's own).
+        let refused = self.counters.refused_malformed
+            + self.counters.refused_permission
+            + self.counters.refused_unsupported;
+        Ok(match self.frames.as_ref() {
+            Some(Frames { pool, .. }) => {
+                let s = pool.stats();
+                StatsReply {
+                    metadata_total: u64::from(s.tag_frames_total),
+                    metadata_free: u64::from(s.tag_frames_free),
+                    lent: u64::from(s.tag_frames_lent),
+                    reserved_blocks: u64::from(s.blocks_reserved),
+                    migrations: s.migrations,
+                    recalls: s.recalls,
+                    failures: s.failures.total() + refused,
+                    data_total: u64::from(s.data_frames_total),
+                    data_free: u64::from(s.data_frames_free),
+                }
+            }
+            // Without frames the totals are the platform's, and nothing is
+            // free: the server can hand out no frame at all.
+            None => StatsReply {
+                metadata_total: u64::from(self.layout.tag_frames_total()),
+                data_total: u64::from(self.layout.data_frames_total()),
+                failures: refused,
+                ..StatsReply::default()
+            },
         })
     }
 
@@ -368,11 +457,11 @@ impl<M: Machine> Serve for Serving<M> {
         vaddr: u64,
         kind: FaultKind,
     ) -> Result<FaultReply, Error> {
+        let Frames { pool, machine } = self.frames()?;
         match kind {
             FaultKind::Access => Ok(
-                match self
-                    .pool
-                    .resolve_fault(&mut self.machine, client, vaddr & !0xfff)
+                match pool
+                    .resolve_fault(machine, client, vaddr & !0xfff)
                     .map_err(refusal)?
                 {
                     Resolution::Tagged {
@@ -388,8 +477,7 @@ impl<M: Machine> Serve for Serving<M> {
             FaultKind::TagCheck => {
                 // Report the allocation tag of the faulting granule; change
                 // nothing. The page must be the client's and mapped tagged.
-                let info = self
-                    .pool
+                let info = pool
                     .query(client, vaddr & !0xfff)
                     .map(page_info)
                     .map_err(refusal)?;
@@ -397,7 +485,7 @@ impl<M: Machine> Serve for Serving<M> {
                     return Err(Error::invalid(ArgumentRule::NotAwaitingTags, vaddr));
                 }
                 let mut tags = [0; TAG_BYTES_PER_FRAME];
-                self.machine.read_tags(info.frame, &mut tags);
+                machine.read_tags(info.frame, &mut tags);
                 let granule = (untagged_address(vaddr) % 4096) as usize / GRANULE_BYTES;
                 Ok(FaultReply::TagCheck {
                     memory_tag: granule_tag(&tags, granule).value(),
@@ -407,10 +495,8 @@ impl<M: Machine> Serve for Serving<M> {
     }
 
     fn reclaim_client(&mut self, client: ClientId) -> Result<Reclaimed, Error> {
-        let frames = self
-            .pool
-            .reclaim_client(&mut self.machine, client)
-            .map_err(refusal)?;
+        let Frames { pool, machine } = self.frames()?;
+        let frames = pool.reclaim_client(machine, client).map_err(refusal)?;
         Ok(Reclaimed { frames })
     }
 }
@@ -435,22 +521,35 @@ impl<M: Machine> Handler for MemoryServer<M> {
     fn init(&mut self, env: &mut dyn Env) -> Result<(), Infallible> {
         match self.start(env) {
             Ok(serving) => {
-                let s = serving.pool.stats();
                 tagloan_microkit::debug_println!(
                     env,
-                    "memory_server: {} data frames, {} tag storage frames in {} blocks, {} clients; tags {}",
-                    s.data_frames_total,
-                    s.tag_frames_total,
-                    s.blocks_total,
+                    "memory_server: {} clients; tag probe: {}",
                     serving.table.clients.len(),
                     match serving.probe {
-                        TagProbe::Stored => "stored: tag checks are enforced",
+                        TagProbe::Stored => "tags stored: tag checks are enforced",
                         TagProbe::NotStored =>
-                            "NOT stored by this kernel: tagged memory is served, but no tag check will ever fire",
+                            "tags NOT stored by this kernel (it gives user threads no MTE): tagged memory is bookkeeping only, no tag check will ever fire",
                         TagProbe::NoTagStorage =>
                             "no tag storage to probe: tagged requests get `unsupported`",
+                        TagProbe::Untested => "not run (no frames, and no probe of the server's own mapping)",
                     }
                 );
+                match serving.frames.as_ref() {
+                    Some(Frames { pool, .. }) => {
+                        let s = pool.stats();
+                        tagloan_microkit::debug_println!(
+                            env,
+                            "memory_server: serving {} data frames and {} tag storage frames in {} blocks",
+                            s.data_frames_total,
+                            s.tag_frames_total,
+                            s.blocks_total
+                        );
+                    }
+                    None => tagloan_microkit::debug_println!(
+                        env,
+                        "memory_server: no frame or untyped capabilities (this backend gives none yet): every request that needs frames gets `unsupported`; decoding, authority and stats are served"
+                    ),
+                }
                 self.serving = Some(serving);
             }
             Err(error) => {
@@ -460,6 +559,51 @@ impl<M: Machine> Handler for MemoryServer<M> {
                 );
                 self.start_error = Some(error);
             }
+        }
+        Ok(())
+    }
+
+    /// The fault handler says the run is over (every client finished or
+    /// was stopped): the server's final line, with its counters.
+    fn notified(&mut self, env: &mut dyn Env, channels: ChannelSet) -> Result<(), Infallible> {
+        let Some(serving) = self.serving.as_ref() else {
+            env.debug_print("memory_server: final: it never started");
+            return Ok(());
+        };
+        let from_fault_handler = serving
+            .fault_handler_channel
+            .is_some_and(|c| channels.contains(Channel::new(usize::from(c))));
+        if !from_fault_handler {
+            env.debug_print(
+                "memory_server: a notification from a PD that is not the fault handler: ignored",
+            );
+            return Ok(());
+        }
+        let c = serving.counters;
+        match serving.frames.as_ref() {
+            Some(Frames { pool, .. }) => {
+                let s = pool.stats();
+                tagloan_microkit::debug_println!(
+                    env,
+                    "memory_server: final: calls={} refused_malformed={} refused_permission={} failures={} data_frames_free={} tag_frames_lent={} migrations={} recalls={}",
+                    c.calls,
+                    c.refused_malformed,
+                    c.refused_permission,
+                    s.failures.total(),
+                    s.data_frames_free,
+                    s.tag_frames_lent,
+                    s.migrations,
+                    s.recalls
+                );
+            }
+            None => tagloan_microkit::debug_println!(
+                env,
+                "memory_server: final: calls={} refused_malformed={} refused_permission={} refused_unsupported={}",
+                c.calls,
+                c.refused_malformed,
+                c.refused_permission,
+                c.refused_unsupported
+            ),
         }
         Ok(())
     }

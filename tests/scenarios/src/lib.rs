@@ -19,6 +19,11 @@ pub fn assert_sound(r: &Report) {
         r.scenario
     );
     assert_eq!(r.corrupted_bytes, 0, "{}: corrupted bytes", r.scenario);
+    assert_eq!(
+        r.summary.livelocks, 0,
+        "{}: a client was resumed on a fault nothing fixed",
+        r.scenario
+    );
 }
 
 /// Every frame came back: the free counts equal those after start-up.

@@ -29,6 +29,7 @@ fn plans() -> Plans {
             hold: false,
         }),
         rogue: true,
+        rogue_touches_unmapped: false,
         random: None,
     }
 }

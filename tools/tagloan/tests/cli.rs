@@ -34,7 +34,7 @@ fn check_accepts_the_repo_system_and_prints_the_layout() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
-        out.contains("valid system: 6 protection domains, 9 channels, 4 clients"),
+        out.contains("valid system: 6 protection domains, 13 channels, 4 clients"),
         "{out}"
     );
     assert!(
@@ -97,6 +97,7 @@ fn check_rejects_every_broken_system_with_a_located_message() {
         ("bookkeeping-too-small", "0x40000 bytes, but the pool tables need 0x79560; raise size"),
         ("bookkeeping-read-only", "<protection_domain name=\"memory_server\">: must map `server_bookkeeping` read-write: its tables live there"),
         ("server-without-dtb", "<protection_domain name=\"memory_server\">: must map `dtb` readable: it reads it at init"),
+        ("client-without-done-channel", "<protection_domain name=\"client_rogue\">: needs a done channel to `fault_handler`: id=\"2\" at the client, id=\"36\" (32 + its child id) at the fault handler"),
         ("channel-id-62", ":97:9: <end>: channel id 62 is above 61: Microkit has 62 channel ids per PD, 0 to 61"),
     ];
     for (name, message) in cases {
