@@ -13,6 +13,11 @@ impl Pool<'_> {
     /// Finds an aligned data range of `order` whose frames are all free or
     /// movable, and whose movers have somewhere to go. Looks at no more than
     /// [`EVACUATION_CANDIDATES`] ranges from a rotating cursor.
+    ///
+    /// The cursor is a placement hint, not pool state: it advances past the
+    /// ranges examined even when none fits, so the next request looks at new
+    /// ones (a request the pool could satisfy is not refused for ever), and
+    /// it is not part of the I12 fingerprint.
     pub(crate) fn plan_evacuation(&mut self, order: u8) -> Result<FrameIndex, PoolError> {
         let frames = 1u32 << order;
         let mut cursor = self.evacuation_cursor;
@@ -25,6 +30,7 @@ impl Pool<'_> {
                 return Ok(start);
             }
         }
+        self.evacuation_cursor = cursor;
         Err(PoolError::NoMemory { frames })
     }
 

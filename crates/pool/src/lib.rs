@@ -570,7 +570,7 @@ impl<'a> Pool<'a> {
         ] {
             mix(word);
         }
-        mix(u64::from(self.evacuation_cursor));
+        // The evacuation cursor is a hint, not state: left out.
         hash
     }
 }

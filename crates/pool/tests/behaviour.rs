@@ -392,6 +392,32 @@ fn a_pinned_request_on_a_full_data_pool_evacuates_a_movable_page_into_tag_storag
 }
 
 #[test]
+fn a_pinned_request_that_free_memory_can_satisfy_is_not_refused_for_ever() {
+    // Defect 1 of the assurance issue: the evacuation cursor only moved on
+    // success, so after the first refusal every request examined the same
+    // candidate ranges (frames 0 to 7, all pinned) and was refused again.
+    small_rig!(pool, machine);
+    fill_data_pool(&mut pool, &mut machine);
+    for n in 0..8 {
+        pool.pin(&mut machine, 1, page(1, n)).unwrap();
+    }
+    assert_invariants(&pool);
+    let pinned = AllocRequest {
+        pinned: true,
+        ..untagged(page(0, 0), 0)
+    };
+    let first = alloc_checked(&mut pool, &mut machine, 0, pinned);
+    assert!(
+        matches!(first, Err(PoolError::NoMemory { .. })),
+        "the first candidates are all pinned: {first:?}"
+    );
+    // The frames 8 to 63 are movable and tag storage has room for one: the
+    // next request must look past the pinned ones.
+    let second = alloc_checked(&mut pool, &mut machine, 0, pinned);
+    assert!(second.is_ok(), "refused again: {second:?}");
+}
+
+#[test]
 fn a_contiguous_request_evacuates_a_range_and_parks_tags_until_the_next_fault() {
     small_rig!(pool, machine);
     // Fragment the data pool: every other frame taken, some of them tagged.
