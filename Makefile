@@ -116,6 +116,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p tagloan-mte -p tagloan-mte-hw --target aarch64-unknown-linux-gnu --all-targets -- -D warnings
 	cd sel4 && $(CARGO) fmt --all --check
+	rustfmt --edition 2021 --check sel4/initialiser/src/main.rs
 	@if [ -n "$$MICROKIT_SDK" ]; then \
 		cd sel4 && SEL4_INCLUDE_DIRS=$$MICROKIT_SDK/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)/include RUSTC_BOOTSTRAP=1 \
 			LIBCLANG_PATH=$${LIBCLANG_PATH:-$$(dirname $$(ls /usr/lib/llvm-*/lib/libclang.so | tail -n 1))} \

@@ -35,6 +35,9 @@ pub mod limits {
     pub const PD_NAME_LENGTH: usize = 64;
     /// `MICROKIT_MAX_USER_CAPS`: the slots of `<cspace>` user caps.
     pub const MAX_USER_CAPS: usize = 128;
+    /// `PD_ROOT_CAP_SIZE`: the slots of a PD's root CNode; `<cspace>` caps
+    /// use 1 to 63 (slot 0 holds the PD's own CNode).
+    pub const PD_ROOT_CAP_SIZE: usize = 64;
 }
 
 /// Most message registers (seL4's `seL4_MsgMaxLength`).

@@ -80,6 +80,28 @@ pub struct PdDecl {
     pub maps: Vec<MapDecl>,
     /// `<setvar symbol region_paddr>`: the symbol and the region.
     pub paddr_vars: Vec<(String, usize)>,
+    /// `<cspace>`: the capabilities to other PDs' objects it holds.
+    pub caps: Vec<CapDecl>,
+    pub at: Location,
+}
+
+/// What a `<cspace>` capability is of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapKind {
+    /// `<cap_tcb>`: the PD's thread.
+    Tcb,
+    /// `<cap_sc>`: its scheduling context.
+    Sc,
+    /// `<cap_vspace>`: its address space.
+    Vspace,
+}
+
+/// One capability of a `<cspace>`: of `pd`'s object, in root slot `slot`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapDecl {
+    pub kind: CapKind,
+    pub slot: u8,
+    pub pd: usize,
     pub at: Location,
 }
 
@@ -226,6 +248,7 @@ impl Sdf {
                 pds: Vec::new(),
                 channels: Vec::new(),
             },
+            pending_caps: Vec::new(),
         };
         parser.system()?;
         parser.check()?;
@@ -238,6 +261,9 @@ struct Parser<'d, 'i> {
     file: String,
     dirs: Vec<PathBuf>,
     sdf: Sdf,
+    /// `<cspace>` capabilities, resolved once every PD is known: the PD
+    /// that holds it, the element, and the PD it names.
+    pending_caps: Vec<(usize, roxmltree::NodeId, String)>,
 }
 
 type Node<'d, 'i> = roxmltree::Node<'d, 'i>;
@@ -358,6 +384,73 @@ impl Parser<'_, '_> {
             if node.tag_name().name() == "channel" {
                 self.channel(node)?;
             }
+        }
+        self.resolve_caps()
+    }
+
+    /// `<cspace>`: `<cap_tcb>`, `<cap_sc>` or `<cap_vspace>`, each with a
+    /// `slot` of the PD's root CNode (1 to 63: Microkit's `PD_ROOT_CAP_SIZE`
+    /// is 64 and slot 0 holds its own CNode) and the `pd` it is of.
+    fn cspace(&mut self, node: Node, holder: usize) -> Result<(), SdfError> {
+        self.attributes(node, &[])?;
+        for cap in node.children().filter(|n| n.is_element()) {
+            let name = cap.tag_name().name();
+            if !matches!(name, "cap_tcb" | "cap_sc" | "cap_vspace") {
+                return Err(self.error(
+                    cap,
+                    format!(
+                        "<{name}> is not a <cspace> capability; use cap_tcb, cap_sc or cap_vspace"
+                    ),
+                ));
+            }
+            self.attributes(cap, &["slot", "pd"])?;
+            let pd = self.required(cap, "pd")?.to_string();
+            self.pending_caps.push((holder, cap.id(), pd));
+        }
+        Ok(())
+    }
+
+    fn resolve_caps(&mut self) -> Result<(), SdfError> {
+        for (holder, id, pd_name) in std::mem::take(&mut self.pending_caps) {
+            let node = self.doc.get_node(id).expect("a node of this document");
+            let kind = match node.tag_name().name() {
+                "cap_tcb" => CapKind::Tcb,
+                "cap_sc" => CapKind::Sc,
+                _ => CapKind::Vspace,
+            };
+            let slot = self
+                .number(node, "slot")?
+                .ok_or_else(|| self.error(node, "attribute `slot` is required"))?;
+            let last = tagloan_microkit::limits::PD_ROOT_CAP_SIZE as u64 - 1;
+            if slot == 0 || slot > last {
+                return Err(self.error(
+                    node,
+                    format!("slot {slot} is outside 1 to {last}: the root CNode has {} slots and slot 0 holds the PD's own CNode", last + 1),
+                ));
+            }
+            let pd = self.sdf.pd(&pd_name).ok_or_else(|| {
+                self.error(
+                    node,
+                    format!("pd `{pd_name}` is not a protection domain of this system"),
+                )
+            })?;
+            if self.sdf.pds[holder]
+                .caps
+                .iter()
+                .any(|c| u64::from(c.slot) == slot)
+            {
+                return Err(self.error(
+                    node,
+                    format!("slot {slot} is already used in this <cspace>"),
+                ));
+            }
+            let at = self.at(node);
+            self.sdf.pds[holder].caps.push(CapDecl {
+                kind,
+                slot: slot as u8,
+                pd,
+                at,
+            });
         }
         Ok(())
     }
@@ -511,6 +604,7 @@ impl Parser<'_, '_> {
             program_image: String::new(),
             maps: Vec::new(),
             paddr_vars: Vec::new(),
+            caps: Vec::new(),
             at: self.at(node),
         });
         for child in node.children().filter(|n| n.is_element()) {
@@ -572,6 +666,7 @@ impl Parser<'_, '_> {
                 "protection_domain" => {
                     self.pd(child, Some(index))?;
                 }
+                "cspace" => self.cspace(child, index)?,
                 other => {
                     return Err(self.error(
                         child,

@@ -22,6 +22,8 @@
 #![allow(unsafe_code)]
 #![feature(used_with_arg)]
 
+pub mod frames;
+
 use tagloan_microkit::{Channel, ChannelSet, Child, Env, Handler, MessageInfo, Stopped};
 
 /// A memory region this PD maps, as the `microkit` tool describes it: the
@@ -92,13 +94,13 @@ impl Sel4Env {
 /// One line on the debug console: the kernel's `seL4_DebugPutChar`, which
 /// only a kernel built with printing has (Microkit's `debug` config).
 #[sel4::sel4_cfg(PRINTING)]
-fn print_line(text: &str) {
+pub fn print_line(text: &str) {
     sel4_microkit::debug_println!("{text}");
 }
 
 /// A `release` kernel prints nothing (as libmicrokit's `microkit_dbg_puts`).
 #[sel4::sel4_cfg(not(PRINTING))]
-fn print_line(_text: &str) {}
+pub fn print_line(_text: &str) {}
 
 fn to_sel4(info: MessageInfo) -> sel4_microkit::MessageInfo {
     sel4_microkit::MessageInfo::new(info.label(), info.count())
