@@ -108,6 +108,7 @@ target/platforms/%.dtb: platforms/%.dts
 test-rust:
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee target/test-rust.log
+	set -o pipefail; $(CARGO) test -p tagloan-pool --features inject-release-with-hold --test teeth 2>&1 | tee -a target/test-rust.log
 	@awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^failed/) f += $$i } } \
 	     END { printf "tests: %d passed, %d failed\n", p, f }' target/test-rust.log
 

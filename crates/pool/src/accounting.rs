@@ -91,7 +91,10 @@ impl Pool<'_> {
             panic!("untagging frame {data_frame} whose block {block} is not reserved");
         };
         let refs = refs.checked_sub(1).expect("block refcount underflow");
-        if refs == 0 && holds == 0 {
+        // A permanent hold keeps the block; the test-only injected bug
+        // forgets it, to prove `check_invariants()` notices (tests/teeth.rs).
+        let held = holds > 0 && !cfg!(feature = "inject-release-with-hold");
+        if refs == 0 && !held {
             self.release_block(block);
         } else {
             self.set(first, Frame::TagReserved { refs, holds });

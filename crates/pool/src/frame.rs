@@ -120,8 +120,9 @@ pub enum Frame {
     TagReserved { refs: u32, holds: u16 },
     /// Any other frame of a reserved tag block.
     TagReservedTail,
-    /// Used by the server itself; never tag storage.
-    Server { head: bool, order: u8 },
+    /// Used by the server itself; never tag storage. A `tagged` one holds
+    /// its tag block for ever (a permanent hold, I4).
+    Server { head: bool, order: u8, tagged: bool },
 }
 
 /// A packed frame entry. `FrameEntry::default()` is the state of a frame
@@ -196,8 +197,15 @@ impl FrameEntry {
                 KIND_TAG_RESERVED | u64::from(refs) << 4 | u64::from(holds) << 36
             }
             Frame::TagReservedTail => KIND_TAG_RESERVED_TAIL,
-            Frame::Server { head, order } => {
-                KIND_SERVER | u64::from(order & 0xf) << 4 | u64::from(head) << 8
+            Frame::Server {
+                head,
+                order,
+                tagged,
+            } => {
+                KIND_SERVER
+                    | u64::from(order & 0xf) << 4
+                    | u64::from(head) << 8
+                    | u64::from(tagged) << 9
             }
         })
     }
@@ -235,6 +243,7 @@ impl FrameEntry {
             KIND_SERVER => Frame::Server {
                 order: field(4, 4) as u8,
                 head: field(8, 1) == 1,
+                tagged: field(9, 1) == 1,
             },
             KIND_UNSET => return Err(CorruptEntry(word)),
             _ => return Err(CorruptEntry(word)),
@@ -300,6 +309,7 @@ mod tests {
             Frame::Server {
                 head: true,
                 order: 9,
+                tagged: true,
             },
         ];
         for frame in frames {

@@ -284,6 +284,17 @@ impl Pool<'_> {
                 .block_data_frames(block)
                 .filter(|&f| matches!(self.entry_checked(f), Some(Frame::Owned(o)) if o.mode == Mode::Tagged))
                 .count() as u64;
+            // The server's tagged frames: each holds the block for ever.
+            let server_holds = self
+                .layout
+                .block_data_frames(block)
+                .filter(|&f| {
+                    matches!(
+                        self.entry_checked(f),
+                        Some(Frame::Server { tagged: true, .. })
+                    )
+                })
+                .count() as u64;
             match head {
                 Some(Frame::TagReserved { refs, holds }) => {
                     tally.blocks_reserved += 1;
@@ -306,6 +317,14 @@ impl Pool<'_> {
                         refs.into(),
                     )?;
                     require(
+                        u64::from(holds) == server_holds,
+                        Invariant::Refcount,
+                        subject,
+                        "permanent holds equal the server's tagged frames of the group",
+                        server_holds,
+                        holds.into(),
+                    )?;
+                    require(
                         refs > 0 || holds > 0,
                         Invariant::Refcount,
                         subject,
@@ -316,12 +335,12 @@ impl Pool<'_> {
                 }
                 _ => {
                     require(
-                        tagged == 0,
+                        tagged + server_holds == 0,
                         Invariant::TagsNeedStorage,
                         subject,
-                        "no tagged frame in the group of an unreserved block",
+                        "no tagged frame (a client's or the server's) in the group of an unreserved block",
                         0,
-                        tagged,
+                        tagged + server_holds,
                     )?;
                     for frame in tag_frames {
                         require(

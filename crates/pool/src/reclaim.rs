@@ -77,6 +77,7 @@ impl Pool<'_> {
             Frame::Server {
                 head: true,
                 order: 0,
+                tagged,
             },
         );
         self.stats.frames_server += 1;

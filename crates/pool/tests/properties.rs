@@ -499,6 +499,16 @@ fn run_sequence(setup: Setup, ops: &[Op]) {
         shadow: BTreeMap::new(),
         stamp: 0,
     };
+    // As the memory server does at start-up: a tagged frame of its own (its
+    // tag probe), which holds its tag block for ever, so every sequence runs
+    // with a permanent hold in the pool.
+    world
+        .pool
+        .take_server_frame(&mut world.machine, true)
+        .expect("a fresh pool has a frame for the server");
+    if let Err(violation) = world.pool.check_invariants() {
+        panic!("after the server's frame: {violation}");
+    }
     for op in ops {
         world.step(op);
         if let Err(violation) = world.pool.check_invariants() {
