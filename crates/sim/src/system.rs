@@ -12,6 +12,10 @@ use crate::sdf::{Location, Sdf};
 
 /// The region names the system looks for.
 pub const DTB_REGION: &str = "dtb";
+/// The memory server's region for its own kernel objects on seL4 (frame
+/// capabilities, page tables): RAM outside the pool, handed over as an
+/// Untyped with the pool's, and nothing to the simulator.
+pub const SERVER_OBJECTS_REGION: &str = "server_objects";
 pub const CLIENT_TABLE_REGION: &str = "client_table";
 pub const BOOKKEEPING_REGION: &str = "server_bookkeeping";
 
@@ -228,6 +232,20 @@ impl System {
         }
         for region in &sdf.regions {
             if let Some(phys) = region.phys_addr {
+                if region.name == SERVER_OBJECTS_REGION {
+                    let end = phys.saturating_add(region.size);
+                    if let Some((kind, base, _)) = platform_ranges
+                        .iter()
+                        .find(|(_, base, size)| phys < base + size && *base < end)
+                    {
+                        return Err(error(
+                            &region.at,
+                            format!("<memory_region name=\"{}\">", region.name),
+                            format!("the server's kernel objects overlap the platform's {kind} region at {base:#x}; move them out of the pool"),
+                        ));
+                    }
+                    continue;
+                }
                 if !platform_ranges.iter().any(|(_, base, _)| *base == phys) {
                     return Err(error(
                         &region.at,

@@ -23,6 +23,7 @@
 #![feature(used_with_arg)]
 
 pub mod frames;
+pub mod machine;
 
 use tagloan_microkit::{Channel, ChannelSet, Child, Env, Handler, MessageInfo, Stopped};
 

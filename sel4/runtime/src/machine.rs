@@ -1,0 +1,434 @@
+//! The pool's machine on seL4: `Kernel` and `TagOps` over the capabilities
+//! tagloan's initial task hands the memory server (see [`crate::frames`]).
+//!
+//! At start-up, [`Sel4Machine::provision`] makes everything a later call
+//! needs, so that no map, unmap, copy or zero can fail afterwards (the
+//! pool's commits have no undo):
+//!
+//! - a CNode of 2^16 slots, retyped from the server-objects Untyped and
+//!   placed in root slot [`FRAMES_ROOT_SLOT`] with a guard that makes its
+//!   slots CPtrs of their own (`slot 6 << 58 | index`);
+//! - a frame cap for every frame of the pool, retyped in address order from
+//!   the pool's Untypeds into that CNode (data frames first, then tag
+//!   storage), so frame `i` of the pool's layout is slot `i`;
+//! - every translation table of every client window (through the clients'
+//!   `<cap_vspace>`), and of the server's scratch window, where it maps a
+//!   copy of a frame cap to copy, zero or tag a frame.
+//!
+//! What a call does then: `map` is one `seL4_ARM_Page_Map` of the frame's
+//! cap into the client's VSpace (no rights at all for no-access: the page
+//! is then the kernel's only, and any user access is a permission fault);
+//! `unmap` is `seL4_ARM_Page_Unmap` of the cap recorded for that page. Data
+//! and tags are reached through the scratch window. Caches: every mapping
+//! is normal cacheable memory, and AArch64 data caches are physically
+//! tagged, so the server's copy and the client's mapping see the same data
+//! with no maintenance.
+#![allow(unsafe_code)]
+
+use sel4::{CapRights, ObjectBlueprint, ObjectBlueprintArch, VmAttributes};
+use tagloan_mte::{Access, FrameTags, Kernel, Pfn, TagOps, FRAME_BYTES, TAG_BYTES_PER_FRAME};
+
+use crate::frames::{FIRST_FREE_SLOT, ROOT_CNODE_COPY};
+
+/// The root CNode slot of the server's frame CNode.
+pub const FRAMES_ROOT_SLOT: u64 = 6;
+/// Bits of the frame CNode: 65,536 slots.
+pub const FRAMES_CNODE_BITS: usize = 16;
+/// Bits of a PD's root CNode (`PD_ROOT_CAP_BITS`).
+const ROOT_CNODE_BITS: usize = 6;
+/// The frame CNode's last two slots: copies of frame caps for the scratch
+/// window.
+const SCRATCH_SLOTS: u64 = (1 << FRAMES_CNODE_BITS) - 2;
+/// The server's scratch window: two pages, outside every mapping of it.
+pub const SCRATCH_VADDR: usize = 0x1000_0000;
+/// The server's own VSpace: `<cap_vspace slot="1">`.
+const OWN_VSPACE_ROOT_SLOT: u64 = 1;
+/// Client `i`'s VSpace is `<cap_vspace slot="2 + i">` (the client table's
+/// order).
+const FIRST_CLIENT_VSPACE_ROOT_SLOT: u64 = 2;
+/// Frames one retype call makes at most (seL4's `RETYPE_FAN_OUT_LIMIT`).
+const RETYPE_BATCH: usize = 256;
+/// Bytes a translation table at the leaf level covers.
+const LEAF_TABLE_SPAN: u64 = 2 << 20;
+/// Pool regions at most.
+pub const MAX_POOL_REGIONS: usize = 4;
+/// Client windows at most (the client table's limit).
+pub const MAX_WINDOWS: usize = 16;
+
+const fn root_slot_cptr(slot: u64) -> u64 {
+    slot << (64 - ROOT_CNODE_BITS)
+}
+
+/// The CPtr of slot `index` of the frame CNode.
+const fn frame_cptr(index: u64) -> u64 {
+    root_slot_cptr(FRAMES_ROOT_SLOT) | index
+}
+
+/// A pool region: its Untyped (a Microkit CNode slot) and its frames.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolRegion {
+    pub untyped_slot: u64,
+    pub base: Pfn,
+    pub frames: u32,
+}
+
+/// A client's heap window.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub base: u64,
+    pub pages: u32,
+}
+
+/// Which step of provisioning failed, and seL4's answer.
+#[derive(Clone, Copy, Debug)]
+pub struct ProvisionError {
+    pub step: &'static str,
+    pub error: sel4::Error,
+}
+
+impl core::fmt::Display for ProvisionError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {:?}", self.step, self.error)
+    }
+}
+
+fn step<T>(step: &'static str, result: sel4::Result<T>) -> Result<T, ProvisionError> {
+    result.map_err(|error| ProvisionError { step, error })
+}
+
+/// What provisioning made, for the server's start-up line.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Provisioned {
+    pub frames: u32,
+    pub tables: u32,
+    pub cnode_slots: u32,
+}
+
+impl Provisioned {
+    /// Kernel-object bytes: the frame CNode (32 bytes a slot) and the
+    /// translation tables (4 KiB each).
+    pub fn kernel_bytes(&self) -> u64 {
+        (u64::from(self.cnode_slots) << 5) + u64::from(self.tables) * 4096
+    }
+}
+
+/// The pool's machine on seL4.
+pub struct Sel4Machine {
+    regions: [Option<PoolRegion>; MAX_POOL_REGIONS],
+    windows: [Option<(Window, usize)>; MAX_WINDOWS],
+    /// Per window page (each window's pages from its offset): the frame CNode
+    /// slot mapped there, plus one; 0 when nothing is.
+    mapped: &'static mut [u32],
+    provisioned: Provisioned,
+}
+
+/// The root CNode seen through its copy: the destination of retypes and
+/// copies.
+fn root() -> sel4::cap::CNode {
+    sel4::cap::CNode::from_bits(ROOT_CNODE_COPY)
+}
+
+fn absolute(cptr: u64) -> sel4::AbsoluteCPtr {
+    root().absolute_cptr_from_bits_with_depth(cptr, 64)
+}
+
+impl Sel4Machine {
+    /// Window pages all windows together may have, for `mapped`.
+    pub fn pages_needed(windows: &[Window]) -> usize {
+        windows.iter().map(|w| w.pages as usize).sum()
+    }
+
+    /// Makes every capability and table a later call needs (see the module
+    /// documentation). `objects_untyped_slot` is the Untyped for the
+    /// server's kernel objects; `mapped` has a slot per window page.
+    pub fn provision(
+        objects_untyped_slot: u64,
+        regions: &[PoolRegion],
+        windows: &[Window],
+        mapped: &'static mut [u32],
+    ) -> Result<Sel4Machine, ProvisionError> {
+        assert!(regions.len() <= MAX_POOL_REGIONS && windows.len() <= MAX_WINDOWS);
+        assert!(mapped.len() >= Self::pages_needed(windows));
+        let objects = sel4::cap::Untyped::from_bits(objects_untyped_slot);
+        let microkit_cnode = root().absolute_cptr_from_bits_with_depth(0, ROOT_CNODE_BITS);
+        // The frame CNode, then its cap in a root slot with a guard that
+        // takes the bits the root and it leave: 64 - 6 - 16 = 42.
+        step(
+            "retype the frame CNode",
+            objects.untyped_retype(
+                &ObjectBlueprint::CNode {
+                    size_bits: FRAMES_CNODE_BITS,
+                },
+                &microkit_cnode,
+                FIRST_FREE_SLOT as usize,
+                1,
+            ),
+        )?;
+        let guard_bits = (64 - ROOT_CNODE_BITS - FRAMES_CNODE_BITS) as u64;
+        step(
+            "place the frame CNode in the root CNode",
+            root()
+                .absolute_cptr_from_bits_with_depth(FRAMES_ROOT_SLOT, ROOT_CNODE_BITS)
+                .mint(&absolute(FIRST_FREE_SLOT), CapRights::all(), guard_bits),
+        )?;
+        let frames_cnode = root().absolute_cptr_from_bits_with_depth(FRAMES_ROOT_SLOT, ROOT_CNODE_BITS);
+        let mut machine = Sel4Machine {
+            regions: [None; MAX_POOL_REGIONS],
+            windows: [None; MAX_WINDOWS],
+            mapped,
+            provisioned: Provisioned {
+                cnode_slots: 1 << FRAMES_CNODE_BITS,
+                ..Provisioned::default()
+            },
+        };
+        // Every frame of the pool, in address order.
+        let mut index = 0usize;
+        for (slot, region) in machine.regions.iter_mut().zip(regions) {
+            *slot = Some(*region);
+            let untyped = sel4::cap::Untyped::from_bits(region.untyped_slot);
+            let mut done = 0usize;
+            while done < region.frames as usize {
+                let batch = RETYPE_BATCH.min(region.frames as usize - done);
+                step(
+                    "retype the pool's frames",
+                    untyped.untyped_retype(
+                        &ObjectBlueprint::Arch(ObjectBlueprintArch::SmallPage),
+                        &frames_cnode,
+                        index + done,
+                        batch,
+                    ),
+                )?;
+                done += batch;
+            }
+            index += done;
+        }
+        machine.provisioned.frames = index as u32;
+        // The tables of every window, and of the scratch window.
+        let mut tables = TableMaker {
+            objects,
+            frames_cnode: &frames_cnode,
+            next: index as u64,
+            spare: false,
+        };
+        let mut offset = 0;
+        for (i, (slot, window)) in machine.windows.iter_mut().zip(windows).enumerate() {
+            *slot = Some((*window, offset));
+            offset += window.pages as usize;
+            let vspace = sel4::cap::VSpace::from_bits(root_slot_cptr(
+                FIRST_CLIENT_VSPACE_ROOT_SLOT + i as u64,
+            ));
+            let end = window.base + u64::from(window.pages) * FRAME_BYTES as u64;
+            let mut at = window.base & !(LEAF_TABLE_SPAN - 1);
+            while at < end {
+                machine.provisioned.tables += tables.ensure(vspace, at as usize)?;
+                at += LEAF_TABLE_SPAN;
+            }
+        }
+        let own = sel4::cap::VSpace::from_bits(root_slot_cptr(OWN_VSPACE_ROOT_SLOT));
+        machine.provisioned.tables += tables.ensure(own, SCRATCH_VADDR)?;
+        for entry in machine.mapped.iter_mut() {
+            *entry = 0;
+        }
+        Ok(machine)
+    }
+
+    /// What provisioning made.
+    pub fn provisioned(&self) -> Provisioned {
+        self.provisioned
+    }
+
+    /// The frame CNode slot of `pfn`.
+    fn slot_of(&self, pfn: Pfn) -> u64 {
+        let mut index = 0u64;
+        for region in self.regions.iter().flatten() {
+            if pfn >= region.base && pfn < region.base + u64::from(region.frames) {
+                return index + (pfn - region.base);
+            }
+            index += u64::from(region.frames);
+        }
+        panic!("frame {pfn:#x} is not a frame of the pool")
+    }
+
+    /// The `mapped` entry of `client`'s page at `vaddr`.
+    fn page_of(&self, client: u8, vaddr: u64) -> usize {
+        let (window, offset) = self.windows[usize::from(client)]
+            .unwrap_or_else(|| panic!("client {client} has no window"));
+        let page = (vaddr - window.base) / FRAME_BYTES as u64;
+        assert!(page < u64::from(window.pages), "{vaddr:#x} is outside client {client}'s window");
+        offset + page as usize
+    }
+
+    /// Runs `f` with `pfns` mapped read-write in the scratch window (a copy
+    /// of each frame cap, so a frame a client maps can be reached too).
+    fn with_scratch<R>(&mut self, pfns: &[Pfn], f: impl FnOnce(&[usize]) -> R) -> R {
+        let own = sel4::cap::VSpace::from_bits(root_slot_cptr(OWN_VSPACE_ROOT_SLOT));
+        let mut vaddrs = [0usize; 2];
+        for (k, pfn) in pfns.iter().enumerate() {
+            let copy = SCRATCH_SLOTS + k as u64;
+            absolute(frame_cptr(copy))
+                .copy(&absolute(frame_cptr(self.slot_of(*pfn))), CapRights::all())
+                .expect("a scratch slot is free");
+            vaddrs[k] = SCRATCH_VADDR + k * FRAME_BYTES;
+            sel4::cap::Granule::from_bits(frame_cptr(copy))
+                .frame_map(own, vaddrs[k], CapRights::read_write(), VmAttributes::DEFAULT)
+                .expect("the scratch window's tables were made at start-up");
+        }
+        let result = f(&vaddrs[..pfns.len()]);
+        for k in 0..pfns.len() {
+            let copy = SCRATCH_SLOTS + k as u64;
+            sel4::cap::Granule::from_bits(frame_cptr(copy))
+                .frame_unmap()
+                .expect("the scratch copy is mapped");
+            absolute(frame_cptr(copy)).delete().expect("the scratch copy exists");
+        }
+        result
+    }
+}
+
+/// Translation tables as provisioning makes them: retyped from the
+/// server-objects Untyped into the frame CNode, one slot after another.
+struct TableMaker<'a> {
+    objects: sel4::cap::Untyped,
+    frames_cnode: &'a sel4::AbsoluteCPtr,
+    /// The slot of the next table.
+    next: u64,
+    /// A table is already retyped at `next`, not yet mapped.
+    spare: bool,
+}
+
+impl TableMaker<'_> {
+    /// Makes the translation tables `vaddr` needs in `vspace`, down to the
+    /// leaf; returns how many it made.
+    fn ensure(&mut self, vspace: sel4::cap::VSpace, vaddr: usize) -> Result<u32, ProvisionError> {
+        let mut made = 0;
+        loop {
+            if !self.spare {
+                if self.next >= SCRATCH_SLOTS {
+                    return Err(ProvisionError {
+                        step: "find a slot for a translation table",
+                        error: sel4::Error::NotEnoughMemory,
+                    });
+                }
+                step(
+                    "retype a translation table",
+                    self.objects.untyped_retype(
+                        &ObjectBlueprint::Arch(ObjectBlueprintArch::PT),
+                        self.frames_cnode,
+                        self.next as usize,
+                        1,
+                    ),
+                )?;
+                self.spare = true;
+            }
+            let table = sel4::cap::PT::from_bits(frame_cptr(self.next));
+            match table.pt_map(vspace, vaddr, VmAttributes::DEFAULT) {
+                Ok(()) => {
+                    made += 1;
+                    self.next += 1;
+                    self.spare = false;
+                }
+                // Every level is there already: the spare waits for the next.
+                Err(sel4::Error::DeleteFirst) => return Ok(made),
+                Err(error) => {
+                    return Err(ProvisionError {
+                        step: "map a translation table",
+                        error,
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl Kernel for Sel4Machine {
+    fn map(&mut self, client: u8, vaddr: u64, frame: Pfn, access: Access) {
+        let vspace = sel4::cap::VSpace::from_bits(root_slot_cptr(
+            FIRST_CLIENT_VSPACE_ROOT_SLOT + u64::from(client),
+        ));
+        let slot = self.slot_of(frame);
+        let rights = match access {
+            // Tagged is mapped as Normal until the kernel gives user
+            // threads MTE (its own VM attribute comes with that patch).
+            Access::Normal | Access::Tagged => CapRights::read_write(),
+            // No rights: the kernel's only, so any access faults.
+            Access::NoAccess => CapRights::none(),
+        };
+        sel4::cap::Granule::from_bits(frame_cptr(slot))
+            .frame_map(vspace, vaddr as usize, rights, VmAttributes::DEFAULT)
+            .unwrap_or_else(|e| {
+                panic!("map of frame {frame:#x} at {vaddr:#x} for client {client}: {e:?}")
+            });
+        let page = self.page_of(client, vaddr);
+        self.mapped[page] = slot as u32 + 1;
+    }
+
+    fn unmap(&mut self, client: u8, vaddr: u64) {
+        let page = self.page_of(client, vaddr);
+        let slot = self.mapped[page]
+            .checked_sub(1)
+            .unwrap_or_else(|| panic!("unmap of {vaddr:#x}, which is not mapped for client {client}"));
+        sel4::cap::Granule::from_bits(frame_cptr(u64::from(slot)))
+            .frame_unmap()
+            .unwrap_or_else(|e| panic!("unmap of {vaddr:#x} for client {client}: {e:?}"));
+        self.mapped[page] = 0;
+    }
+
+    fn copy_frame(&mut self, source: Pfn, destination: Pfn) {
+        self.with_scratch(&[source, destination], |at| {
+            // SAFETY: both frames are mapped read-write at these scratch
+            // addresses for the duration of the closure, and nothing else
+            // uses the scratch window.
+            unsafe {
+                core::ptr::copy_nonoverlapping(at[0] as *const u8, at[1] as *mut u8, FRAME_BYTES)
+            }
+        });
+    }
+
+    fn zero_frame(&mut self, frame: Pfn) {
+        self.with_scratch(&[frame], |at| {
+            // SAFETY: as for `copy_frame`, for one frame.
+            unsafe { core::ptr::write_bytes(at[0] as *mut u8, 0, FRAME_BYTES) }
+        });
+    }
+}
+
+/// The tags of a frame, through the scratch window with STG and LDG. With
+/// tag access disabled for EL0 (stock seL4), STG stores nothing and LDG
+/// reads 0: the server's probe then says so.
+impl TagOps for Sel4Machine {
+    fn zero_tags(&mut self, frame: Pfn) {
+        self.write_tags(frame, &[0; TAG_BYTES_PER_FRAME]);
+    }
+
+    fn copy_tags(&mut self, source: Pfn, destination: Pfn) {
+        let mut tags = [0; TAG_BYTES_PER_FRAME];
+        self.read_tags(source, &mut tags);
+        self.write_tags(destination, &tags);
+    }
+
+    fn read_tags(&mut self, frame: Pfn, tags: &mut FrameTags) {
+        self.with_scratch(&[frame], |at| {
+            for granule in 0..tagloan_mte::GRANULES_PER_FRAME {
+                let address = (at[0] + granule * tagloan_mte::GRANULE_BYTES) as u64;
+                // SAFETY: the granule is in the frame mapped at the scratch
+                // window for the closure.
+                let tag = unsafe { tagloan_mte::hw::ldg(address) };
+                tagloan_mte::set_granule_tag(tags, granule, tag);
+            }
+        });
+    }
+
+    fn write_tags(&mut self, frame: Pfn, tags: &FrameTags) {
+        self.with_scratch(&[frame], |at| {
+            for granule in 0..tagloan_mte::GRANULES_PER_FRAME {
+                let address = (at[0] + granule * tagloan_mte::GRANULE_BYTES) as u64;
+                let tag = tagloan_mte::granule_tag(tags, granule);
+                // SAFETY: as for `read_tags`; the pointer's top byte is only
+                // the STG's tag source, the address stays untagged.
+                unsafe {
+                    tagloan_mte::hw::stg_from(tagloan_mte::with_pointer_tag(address, tag), address)
+                };
+            }
+        });
+    }
+}
