@@ -235,6 +235,7 @@ macro_rules! protocol {
                 debug_assert!(
                     error.status == $crate::Status::PermissionDenied
                         || error.status == $crate::Status::Unsupported
+                        || error.status == $crate::Status::Malformed
                         || op.refusals().contains(&error.status),
                     "{} refused with {}, which the protocol table does not list for it",
                     op.name(),

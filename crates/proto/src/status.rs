@@ -134,9 +134,15 @@ impl Error {
     }
 
     /// Writes the error reply's registers; returns the label and the count.
+    /// A refusal is never `ok`: one built with it goes out as `malformed`,
+    /// so no client can read it as a success.
     pub fn encode(&self, out: &mut [u64]) -> (u64, usize) {
         out[..2].copy_from_slice(&self.detail);
-        (self.status as u64, 2)
+        let status = match self.status {
+            Status::Ok => Status::Malformed,
+            status => status,
+        };
+        (status as u64, 2)
     }
 }
 

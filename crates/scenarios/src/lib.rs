@@ -105,36 +105,13 @@ impl Scenario {
                 }),
                 ..idle
             },
+            // The fill, the churn, and a tagged burst that recalls: each
+            // client's `lending()` plan says how (the seL4 image runs the
+            // same plans).
             Scenario::Lending => Plans {
-                // 64 buffers of 2 MiB: the 128 MiB of data memory less one
-                // block (broken by the server's probe frame) and the rest,
-                // so the last one lives in lent tag storage.
-                // It then frees 8 buffers of data memory whose groups' tag
-                // blocks are lent.
-                bulk: Some(BulkPlan {
-                    buffers: 64,
-                    order: 9,
-                    verify_rounds: 6,
-                    churn: 8,
-                    ..BulkPlan::default()
-                }),
-                // The tagged burst comes once the fill is done: tagged heap
-                // arenas, and untagged data that lands where the churn freed
-                // (untagged placement prefers groups whose block is lent),
-                // tagged lazily: each first touch recalls a lent block.
-                heap: Some(HeapPlan {
-                    arenas: 16,
-                    order: 2,
-                    start_delay: 300,
-                    operations: 300,
-                    ..HeapPlan::default()
-                }),
-                lazy: Some(LazyPlan {
-                    rounds: 16,
-                    order: 5,
-                    start_delay: 300,
-                    hold: true,
-                }),
+                bulk: Some(BulkPlan::lending()),
+                heap: Some(HeapPlan::lending()),
+                lazy: Some(LazyPlan::lending()),
                 ..idle
             },
             Scenario::Lazy => Plans {

@@ -47,6 +47,25 @@ impl Default for BulkPlan {
     }
 }
 
+impl BulkPlan {
+    /// Its part in the lending scenario (the default of `tagloan run`, and
+    /// the seL4 image), for the QEMU platform's sizes: 64 buffers of 2 MiB,
+    /// the 128 MiB of data memory less one block (broken by the server's
+    /// probe frame) and the rest, so the last one lives in lent tag storage;
+    /// then it frees 8 buffers of data memory whose groups' tag blocks are
+    /// lent.
+    pub const fn lending() -> BulkPlan {
+        BulkPlan {
+            buffers: 64,
+            order: 9,
+            verify_rounds: 6,
+            contiguous: false,
+            release: true,
+            churn: 8,
+        }
+    }
+}
+
 /// The counters of [`Bulk`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BulkCounts {

@@ -31,6 +31,21 @@ pub struct LazyPlan {
     pub hold: bool,
 }
 
+impl LazyPlan {
+    /// Its part in the lending scenario: untagged data that lands where the
+    /// bulk client's churn freed (untagged placement prefers groups whose
+    /// block is lent), tagged lazily, so each first touch recalls a lent
+    /// block; every round's pages are kept until the end.
+    pub const fn lending() -> LazyPlan {
+        LazyPlan {
+            rounds: 16,
+            order: 5,
+            start_delay: 300,
+            hold: true,
+        }
+    }
+}
+
 impl Default for LazyPlan {
     fn default() -> LazyPlan {
         LazyPlan {

@@ -291,7 +291,9 @@ impl Worker for Rogue {
                     .find(|c| c.window_base != self.mine)
                     .map(|c| c.window_base)
             });
-        self.other = other.unwrap_or(0x7000_0000_0000);
+        // Alone in the table: an address in no window, below the top of the
+        // user address space, so the request is judged, not malformed.
+        self.other = other.unwrap_or(0xff_0000_0000);
     }
 
     fn step(&mut self, env: &mut dyn Env) -> Result<Progress, Stopped> {
@@ -337,21 +339,19 @@ impl Worker for Rogue {
         }
         let all = cases(self.mine, self.quota, self.other);
         let Some(case) = all.get(self.next) else {
+            if self.touch_unmapped {
+                // The verdict on the cases, then a load from a page never
+                // allocated, while it still holds a page: the fault ends
+                // this run, and its parent must reclaim what it holds.
+                tagloan_client::print_counters(env, "cases", &|report| self.counters(report))?;
+                load_u64(env, self.mine + 3 * PAGE)?;
+                self.unmapped_loads_returned += 1;
+            }
             if !self.released {
                 self.released = true;
                 if server.free(env, held)?.is_err() && !self.frameless {
                     self.setup_failed += 1;
                 }
-                if self.touch_unmapped {
-                    // The verdict on the cases, before the fault ends this run.
-                    tagloan_client::print_counters(env, "cases", &|report| self.counters(report))?;
-                    return Ok(Progress::More);
-                }
-            }
-            if self.touch_unmapped {
-                // Never allocated: the load faults, and the parent decides.
-                load_u64(env, self.mine + 3 * PAGE)?;
-                self.unmapped_loads_returned += 1;
             }
             return Ok(Progress::Done);
         };

@@ -52,6 +52,22 @@ impl Default for HeapPlan {
     }
 }
 
+impl HeapPlan {
+    /// Its part in the lending scenario: a tagged burst of 16 arenas once
+    /// the bulk client's fill is done.
+    pub const fn lending() -> HeapPlan {
+        HeapPlan {
+            arenas: 16,
+            order: 2,
+            start_delay: 300,
+            operations: 300,
+            use_after_free_at: None,
+            seed: 0x4ea9,
+            release: true,
+        }
+    }
+}
+
 /// The counters of [`TaggedHeap`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeapCounts {

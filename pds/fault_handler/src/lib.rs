@@ -193,6 +193,8 @@ impl FaultHandler {
         if let Some(f) = self.finished.get_mut(usize::from(client)) {
             *f = false;
         }
+        // The run goes on: a final line comes again when it is over.
+        self.reported_final = false;
     }
 }
 

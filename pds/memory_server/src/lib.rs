@@ -63,8 +63,8 @@ impl core::fmt::Display for StartError {
 }
 
 /// A machine that does not exist: the type of a server built by a backend
-/// that has no frame capabilities to give (the seL4 backend, until it hands over the pool). It has no
-/// values, so none of its operations can ever run.
+/// that has no frames to give (the seL4 image when provisioning fails). It
+/// has no values, so none of its operations can ever run.
 pub enum NoMachine {}
 
 impl tagloan_pool::Kernel for NoMachine {
@@ -109,6 +109,8 @@ pub struct ServerCounters {
     pub refused_permission: u64,
     /// Requests that need frames, refused because the server has none.
     pub refused_unsupported: u64,
+    /// The most tag storage frames lent as data at once (after a call).
+    pub lent_peak: u64,
 }
 
 /// The pool and the machine its frames live in.
@@ -343,6 +345,10 @@ impl<M: Machine> Serving<M> {
         if matches!(result, Err(e) if e.status == Status::PermissionDenied) {
             self.counters.refused_permission += 1;
         }
+        if let Some(frames) = self.frames.as_ref() {
+            let lent = u64::from(frames.pool.stats().tag_frames_lent);
+            self.counters.lent_peak = self.counters.lent_peak.max(lent);
+        }
         result
     }
 }
@@ -539,15 +545,17 @@ impl<M: Machine> Handler for MemoryServer<M> {
                         let s = pool.stats();
                         tagloan_microkit::debug_println!(
                             env,
-                            "memory_server: serving {} data frames and {} tag storage frames in {} blocks",
+                            "memory_server: serving {} data frames and {} tag storage frames in {} blocks; free after start-up: data_frames_free={} tag_frames_free={}",
                             s.data_frames_total,
                             s.tag_frames_total,
-                            s.blocks_total
+                            s.blocks_total,
+                            s.data_frames_free,
+                            s.tag_frames_free
                         );
                     }
                     None => tagloan_microkit::debug_println!(
                         env,
-                        "memory_server: no frame or untyped capabilities (this backend gives none yet): every request that needs frames gets `unsupported`; decoding, authority and stats are served"
+                        "memory_server: no frames to serve from (its backend gave it no machine): every request that needs frames gets `unsupported`; decoding, authority and stats are served"
                     ),
                 }
                 self.serving = Some(serving);
@@ -583,17 +591,21 @@ impl<M: Machine> Handler for MemoryServer<M> {
         match serving.frames.as_ref() {
             Some(Frames { pool, .. }) => {
                 let s = pool.stats();
+                let violations = u64::from(pool.check_invariants().is_err());
                 tagloan_microkit::debug_println!(
                     env,
-                    "memory_server: final: calls={} refused_malformed={} refused_permission={} failures={} data_frames_free={} tag_frames_lent={} migrations={} recalls={}",
+                    "memory_server: final: calls={} refused_malformed={} refused_permission={} failures={} lent_peak={} tag_frames_lent={} migrations={} recalls={} deferred_parked={} data_frames_free={} tag_frames_free={} violations={violations}",
                     c.calls,
                     c.refused_malformed,
                     c.refused_permission,
                     s.failures.total(),
-                    s.data_frames_free,
+                    c.lent_peak,
                     s.tag_frames_lent,
                     s.migrations,
-                    s.recalls
+                    s.recalls,
+                    s.deferred_parked,
+                    s.data_frames_free,
+                    s.tag_frames_free
                 );
             }
             None => tagloan_microkit::debug_println!(
@@ -620,7 +632,7 @@ impl<M: Machine> Handler for MemoryServer<M> {
         serving.counters.calls += 1;
         let Some(caller) = serving.caller(channel) else {
             serving.counters.refused_permission += 1;
-            return Ok(reply(env, Err(Error::permission_denied(Op::Stats as u64))));
+            return Ok(reply(env, Err(Error::permission_denied(info.label()))));
         };
         if info.count() > MAX_MESSAGE_WORDS {
             serving.counters.refused_malformed += 1;

@@ -69,14 +69,14 @@ pub struct Sel4Env {
 impl Sel4Env {
     /// The environment of this PD, with the regions it maps.
     pub fn new(regions: &[Region]) -> Sel4Env {
-        let mut table = [None; MAX_REGIONS];
-        for (slot, region) in table.iter_mut().zip(regions) {
-            *slot = Some(*region);
-        }
         assert!(
             regions.len() <= MAX_REGIONS,
             "a PD declares at most {MAX_REGIONS} regions"
         );
+        let mut table = [None; MAX_REGIONS];
+        for (slot, region) in table.iter_mut().zip(regions) {
+            *slot = Some(*region);
+        }
         Sel4Env {
             regions: table,
             taken: [false; MAX_REGIONS],
@@ -170,7 +170,11 @@ impl Env for Sel4Env {
     }
 
     fn region(&self, name: &str) -> Option<&[u8]> {
-        let (_, region) = self.find(name)?;
+        let (index, region) = self.find(name)?;
+        // A region handed out writable is no longer shared.
+        if self.taken[index] {
+            return None;
+        }
         // SAFETY: the microkit tool mapped `size` bytes at `vaddr` into this
         // PD for its whole life (the symbols say so), and nothing in this PD
         // writes a region it hands out shared.
@@ -322,7 +326,11 @@ core::arch::global_asm!(
 );
 
 unsafe extern "C" {
-    /// The PD's main, which `#[protection_domain]` declares.
+    /// The PD's main, which `#[protection_domain]` declares. It is defined
+    /// as a Rust-ABI `fn` and declared `extern "C"` here, as sel4-microkit's
+    /// own entry does: for a function without arguments or result the two
+    /// calls are the same on AArch64, but the mismatch is formally outside
+    /// Rust's guarantees.
     fn __sel4_microkit__main();
     /// The restart entry above.
     fn tagloan_restart();

@@ -171,7 +171,8 @@ impl Sel4Machine {
                 .absolute_cptr_from_bits_with_depth(FRAMES_ROOT_SLOT, ROOT_CNODE_BITS)
                 .mint(&absolute(FIRST_FREE_SLOT), CapRights::all(), guard_bits),
         )?;
-        let frames_cnode = root().absolute_cptr_from_bits_with_depth(FRAMES_ROOT_SLOT, ROOT_CNODE_BITS);
+        let frames_cnode =
+            root().absolute_cptr_from_bits_with_depth(FRAMES_ROOT_SLOT, ROOT_CNODE_BITS);
         let mut machine = Sel4Machine {
             regions: [None; MAX_POOL_REGIONS],
             windows: [None; MAX_WINDOWS],
@@ -254,7 +255,10 @@ impl Sel4Machine {
         let (window, offset) = self.windows[usize::from(client)]
             .unwrap_or_else(|| panic!("client {client} has no window"));
         let page = (vaddr - window.base) / FRAME_BYTES as u64;
-        assert!(page < u64::from(window.pages), "{vaddr:#x} is outside client {client}'s window");
+        assert!(
+            page < u64::from(window.pages),
+            "{vaddr:#x} is outside client {client}'s window"
+        );
         offset + page as usize
     }
 
@@ -270,7 +274,12 @@ impl Sel4Machine {
                 .expect("a scratch slot is free");
             vaddrs[k] = SCRATCH_VADDR + k * FRAME_BYTES;
             sel4::cap::Granule::from_bits(frame_cptr(copy))
-                .frame_map(own, vaddrs[k], CapRights::read_write(), VmAttributes::DEFAULT)
+                .frame_map(
+                    own,
+                    vaddrs[k],
+                    CapRights::read_write(),
+                    VmAttributes::DEFAULT,
+                )
                 .expect("the scratch window's tables were made at start-up");
         }
         let result = f(&vaddrs[..pfns.len()]);
@@ -279,7 +288,9 @@ impl Sel4Machine {
             sel4::cap::Granule::from_bits(frame_cptr(copy))
                 .frame_unmap()
                 .expect("the scratch copy is mapped");
-            absolute(frame_cptr(copy)).delete().expect("the scratch copy exists");
+            absolute(frame_cptr(copy))
+                .delete()
+                .expect("the scratch copy exists");
         }
         result
     }
@@ -364,9 +375,9 @@ impl Kernel for Sel4Machine {
 
     fn unmap(&mut self, client: u8, vaddr: u64) {
         let page = self.page_of(client, vaddr);
-        let slot = self.mapped[page]
-            .checked_sub(1)
-            .unwrap_or_else(|| panic!("unmap of {vaddr:#x}, which is not mapped for client {client}"));
+        let slot = self.mapped[page].checked_sub(1).unwrap_or_else(|| {
+            panic!("unmap of {vaddr:#x}, which is not mapped for client {client}")
+        });
         sel4::cap::Granule::from_bits(frame_cptr(u64::from(slot)))
             .frame_unmap()
             .unwrap_or_else(|e| panic!("unmap of {vaddr:#x} for client {client}: {e:?}"));

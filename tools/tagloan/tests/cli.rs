@@ -99,6 +99,7 @@ fn check_rejects_every_broken_system_with_a_located_message() {
         ("server-without-dtb", "<protection_domain name=\"memory_server\">: must map `dtb` readable: it reads it at init"),
         ("client-without-done-channel", "<protection_domain name=\"client_rogue\">: needs a done channel to `fault_handler`: id=\"2\" at the client, id=\"36\" (32 + its child id) at the fault handler"),
         ("cspace-slot-64", ":43:13: <cap_vspace>: slot 64 is outside 1 to 63: the root CNode has 64 slots and slot 0 holds the PD's own CNode"),
+        ("server-objects-in-pool", ":25:5: <memory_region name=\"server_objects\">: the server's kernel objects overlap the platform's data region at 0x80000000; move them out of the pool"),
         ("channel-id-62", ":97:9: <end>: channel id 62 is above 61: Microkit has 62 channel ids per PD, 0 to 61"),
     ];
     for (name, message) in cases {

@@ -47,11 +47,18 @@ fn server() -> memory_server::MemoryServer<Sel4Machine> {
     match machine() {
         Ok(machine) => {
             let p = machine.provisioned();
+            // Bookkeeping on seL4 beyond the pool's own tables: the kernel
+            // objects, and the machine's map of window pages (4 bytes each).
+            let tracked = (MAX_WINDOW_PAGES * core::mem::size_of::<u32>()) as u64;
+            let per_frame_x100 = (p.kernel_bytes() + tracked) * 100 / u64::from(p.frames.max(1));
             say(format_args!(
-                "memory_server: frames on seL4: {} frame capabilities from the pool's Untypeds, {} translation tables for the client windows and the scratch window, {} bytes of kernel objects",
+                "memory_server: frames on seL4: {} frame capabilities from the pool's Untypeds, {} translation tables for the client windows and the scratch window, {} bytes of kernel objects and {} of window-page map: {}.{:02} bytes per managed frame beside the pool's own tables",
                 p.frames,
                 p.tables,
-                p.kernel_bytes()
+                p.kernel_bytes(),
+                tracked,
+                per_frame_x100 / 100,
+                per_frame_x100 % 100
             ));
             memory_server::MemoryServer::new(Some(machine))
         }
