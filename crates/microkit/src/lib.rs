@@ -312,6 +312,13 @@ pub trait Env {
     /// Writes to the debug console.
     fn debug_print(&mut self, text: &str);
 
+    /// The architected counter (CNTPCT_EL0 on AArch64), if this backend
+    /// gives one: for benchmarks only, never for behaviour. The simulator
+    /// has no time and gives none.
+    fn cycles(&self) -> Option<u64> {
+        None
+    }
+
     /// A memory region mapped into this PD, by its name in `system.xml`
     /// (on seL4, found through `setvar_vaddr`).
     fn region(&self, name: &str) -> Option<&[u8]>;

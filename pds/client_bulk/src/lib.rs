@@ -69,6 +69,11 @@ impl BulkPlan {
 /// The counters of [`Bulk`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BulkCounts {
+    /// Median cycles of a null PPC to the server (`stats`), on a backend
+    /// with a counter.
+    pub bench_null_ppc: u64,
+    /// Median cycles of an order-0 alloc and its free, through IPC.
+    pub bench_alloc_free: u64,
     pub allocated: u64,
     pub in_tag_storage: u64,
     pub no_memory: u64,
@@ -94,6 +99,16 @@ pub struct Bulk {
     verify_cursor: u64,
     released: usize,
     generation: u64,
+    /// The in-image benchmark ran (only where the backend has a counter).
+    benched: bool,
+}
+
+/// Samples of each benchmark row; the median is reported.
+const BENCH_SAMPLES: usize = 31;
+
+fn median(samples: &mut [u64]) -> u64 {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
 }
 
 impl Default for Bulk {
@@ -103,6 +118,42 @@ impl Default for Bulk {
 }
 
 impl Bulk {
+    /// The in-image benchmark, after the run, in the emptied window: a null
+    /// PPC (`stats`) and an order-0 alloc and free, each as the median of
+    /// [`BENCH_SAMPLES`] counter readings, and printed with their ratio.
+    fn bench(&mut self, env: &mut dyn Env) -> Result<(), Stopped> {
+        let server = Server::for_client();
+        let mut null = [0u64; BENCH_SAMPLES];
+        let mut alloc_free = [0u64; BENCH_SAMPLES];
+        for sample in null.iter_mut() {
+            let start = env.cycles().unwrap_or(0);
+            let _ = server.stats(env)?;
+            *sample = env.cycles().unwrap_or(0).wrapping_sub(start);
+        }
+        for sample in alloc_free.iter_mut() {
+            let start = env.cycles().unwrap_or(0);
+            let allocated = server.alloc(env, self.window, AllocSpec::order(0))?;
+            let freed = server.free(env, self.window)?;
+            *sample = env.cycles().unwrap_or(0).wrapping_sub(start);
+            if allocated.is_err() || freed.is_err() {
+                self.counts.errors += 1;
+            }
+        }
+        self.counts.bench_null_ppc = median(&mut null);
+        self.counts.bench_alloc_free = median(&mut alloc_free);
+        let null = self.counts.bench_null_ppc.max(1);
+        let x100 = self.counts.bench_alloc_free * 100 / null;
+        let mut line = tagloan_microkit::DebugLine::new();
+        let _ = core::fmt::Write::write_fmt(
+            &mut line,
+            format_args!(
+                "client_bulk: bench: counter ticks (CNTPCT_EL0), median of {BENCH_SAMPLES}: null PPC {}, order-0 alloc+free through IPC {} ({}.{:02} null PPCs)",
+                self.counts.bench_null_ppc, self.counts.bench_alloc_free, x100 / 100, x100 % 100
+            ),
+        );
+        tagloan_client::console_line(env, line.as_str())
+    }
+
     pub fn new(plan: BulkPlan) -> Bulk {
         Bulk {
             counts: BulkCounts::default(),
@@ -116,6 +167,7 @@ impl Bulk {
             verify_cursor: 0,
             released: 0,
             generation: 0,
+            benched: false,
         }
     }
 
@@ -231,11 +283,21 @@ impl Worker for Bulk {
             self.released += 1;
             return Ok(Progress::More);
         }
+        if !self.benched {
+            self.benched = true;
+            if env.cycles().is_some() {
+                self.bench(env)?;
+            }
+        }
         Ok(Progress::Done)
     }
 
     fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
         report("buffers", self.count as u64);
+        if self.benched {
+            report("bench_null_ppc_cycles", self.counts.bench_null_ppc);
+            report("bench_alloc_free_cycles", self.counts.bench_alloc_free);
+        }
         report("released", self.released as u64);
         report("allocated", self.counts.allocated);
         report("allocated_in_tag_storage", self.counts.in_tag_storage);

@@ -169,6 +169,17 @@ impl Env for Sel4Env {
         print_line(text);
     }
 
+    fn cycles(&self) -> Option<u64> {
+        let count: u64;
+        // SAFETY: reading CNTPCT_EL0 has no side effect; Microkit's kernel
+        // exports it to EL0 (CONFIG_EXPORT_PCNT_USER). The ISB keeps the
+        // read from moving across the code being timed.
+        unsafe {
+            core::arch::asm!("isb", "mrs {c}, cntpct_el0", c = out(reg) count, options(nomem, nostack, preserves_flags));
+        }
+        Some(count)
+    }
+
     fn region(&self, name: &str) -> Option<&[u8]> {
         let (index, region) = self.find(name)?;
         // A region handed out writable is no longer shared.
