@@ -116,6 +116,10 @@ pub struct ServerCounters {
     /// from the message read to the reply written), 0 when none was seen.
     pub stats_call_cycles: u64,
     pub recall_call_cycles: u64,
+    /// `check_invariants()` runs after calls (when asked for), and the
+    /// violations they found.
+    pub invariant_checks: u64,
+    pub invariant_violations: u64,
 }
 
 /// The pool and the machine its frames live in.
@@ -147,6 +151,9 @@ pub struct MemoryServer<M: Machine> {
     machine: Option<M>,
     /// The backend's probe of its own mapping, for a server without frames.
     own_probe: Option<OwnMappingProbe>,
+    /// Check the pool invariants after every call (the seL4 image does; the
+    /// simulator's observer checks them itself).
+    check_every_call: bool,
     serving: Option<Serving<M>>,
     start_error: Option<StartError>,
 }
@@ -158,6 +165,7 @@ impl<M: Machine> MemoryServer<M> {
         MemoryServer {
             machine,
             own_probe: None,
+            check_every_call: false,
             serving: None,
             start_error: None,
         }
@@ -167,6 +175,13 @@ impl<M: Machine> MemoryServer<M> {
     /// frames of the pool (the seL4 backend gives the real MTE instructions).
     pub const fn with_own_mapping_probe(mut self, probe: OwnMappingProbe) -> MemoryServer<M> {
         self.own_probe = Some(probe);
+        self
+    }
+
+    /// Checks the pool invariants after every call it serves, counting the
+    /// checks and the violations for its final line.
+    pub const fn with_invariant_checks(mut self) -> MemoryServer<M> {
+        self.check_every_call = true;
         self
     }
 
@@ -596,10 +611,11 @@ impl<M: Machine> Handler for MemoryServer<M> {
         match serving.frames.as_ref() {
             Some(Frames { pool, .. }) => {
                 let s = pool.stats();
-                let violations = u64::from(pool.check_invariants().is_err());
+                let violations =
+                    c.invariant_violations + u64::from(pool.check_invariants().is_err());
                 tagloan_microkit::debug_println!(
                     env,
-                    "memory_server: final: calls={} refused_malformed={} refused_permission={} failures={} lent_peak={} tag_frames_lent={} migrations={} recalls={} deferred_parked={} data_frames_free={} tag_frames_free={} violations={violations}",
+                    "memory_server: final: calls={} refused_malformed={} refused_permission={} failures={} lent_peak={} tag_frames_lent={} migrations={} recalls={} bytes_copied={} deferred_parked={} data_frames_free={} tag_frames_free={} invariant_checks={} violations={violations}",
                     c.calls,
                     c.refused_malformed,
                     c.refused_permission,
@@ -608,9 +624,12 @@ impl<M: Machine> Handler for MemoryServer<M> {
                     s.tag_frames_lent,
                     s.migrations,
                     s.recalls,
+                    // Every migration copies one frame.
+                    s.migrations * 4096,
                     s.deferred_parked,
                     s.data_frames_free,
-                    s.tag_frames_free
+                    s.tag_frames_free,
+                    c.invariant_checks + 1
                 );
                 if c.stats_call_cycles > 0 && c.recall_call_cycles > 0 {
                     let x100 = c.recall_call_cycles * 100 / c.stats_call_cycles;
@@ -668,6 +687,20 @@ impl<M: Machine> Handler for MemoryServer<M> {
         let recalls = serving.frames.as_ref().map(|f| f.pool.stats().recalls);
         let result = serving.call(caller, info.label(), &words[..info.count()]);
         let message = reply(env, result);
+        if self.check_every_call {
+            if let Some(frames) = serving.frames.as_ref() {
+                serving.counters.invariant_checks += 1;
+                if let Err(violation) = frames.pool.check_invariants() {
+                    serving.counters.invariant_violations += 1;
+                    if serving.counters.invariant_violations == 1 {
+                        tagloan_microkit::debug_println!(
+                            env,
+                            "memory_server: INVARIANT VIOLATED: {violation}"
+                        );
+                    }
+                }
+            }
+        }
         if let (Some(start), Some(end)) = (start, env.cycles()) {
             let cycles = end.wrapping_sub(start);
             let keep_least = |slot: &mut u64| {

@@ -60,7 +60,7 @@ fn server() -> memory_server::MemoryServer<Sel4Machine> {
                 per_frame_x100 / 100,
                 per_frame_x100 % 100
             ));
-            memory_server::MemoryServer::new(Some(machine))
+            memory_server::MemoryServer::new(Some(machine)).with_invariant_checks()
         }
         Err(reason) => {
             say(format_args!("memory_server: no frames: {reason}"));
