@@ -16,12 +16,14 @@
 //! and a request that decodes re-encodes to the same words.
 #![no_std]
 
+mod c_header;
 mod declare;
 mod ops;
 mod status;
 mod table;
 mod values;
 
+pub use c_header::{for_each_constant, write_c_header};
 pub use ops::{dispatch, Api, Op, Request, Response, Serve};
 pub use status::{busy, ArgumentRule, DecodeError, Error, Status};
 pub use table::{

@@ -65,6 +65,7 @@ impl Status {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u64)]
 pub enum ArgumentRule {
+    // (Every variant is listed in `ArgumentRule::ALL`.)
     /// The client id names no client.
     UnknownClient = 1,
     /// The order is above the largest the pool serves.
@@ -83,6 +84,22 @@ pub enum ArgumentRule {
     NotPinned = 9,
     /// A contiguous allocation cannot take this operation page by page.
     Contiguous = 10,
+}
+
+impl ArgumentRule {
+    /// Every rule, in code order.
+    pub const ALL: [ArgumentRule; 10] = [
+        ArgumentRule::UnknownClient,
+        ArgumentRule::OrderTooLarge,
+        ArgumentRule::Misaligned,
+        ArgumentRule::OutsideWindow,
+        ArgumentRule::NotAllocationHead,
+        ArgumentRule::BadPageCount,
+        ArgumentRule::NotAwaitingTags,
+        ArgumentRule::AlreadyPinned,
+        ArgumentRule::NotPinned,
+        ArgumentRule::Contiguous,
+    ];
 }
 
 /// The second detail word of a `busy` refusal.

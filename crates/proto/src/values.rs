@@ -160,10 +160,11 @@ impl AllocSpec {
 /// The `alloc` spec word: bits 3:0 order, bit 8 tagged, bit 9 pinned, bit 10
 /// contiguous; the rest reserved.
 pub struct Spec;
-const SPEC_ORDER_MASK: u64 = 0xf;
-const SPEC_TAGGED: u64 = 1 << 8;
-const SPEC_PINNED: u64 = 1 << 9;
-const SPEC_CONTIGUOUS: u64 = 1 << 10;
+/// The bits of the `alloc` spec word.
+pub const SPEC_ORDER_MASK: u64 = 0xf;
+pub const SPEC_TAGGED: u64 = 1 << 8;
+pub const SPEC_PINNED: u64 = 1 << 9;
+pub const SPEC_CONTIGUOUS: u64 = 1 << 10;
 const SPEC_KNOWN: u64 = SPEC_ORDER_MASK | SPEC_TAGGED | SPEC_PINNED | SPEC_CONTIGUOUS;
 impl Codec for Spec {
     type Value = AllocSpec;

@@ -56,6 +56,13 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write the client API in C (include/tagloan.h), generated from the
+    /// protocol table.
+    Header {
+        /// Output file; default: standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Measure the pool's fast path.
     Bench {
         /// Print JSON instead of a table.
@@ -126,6 +133,18 @@ pub fn platform_dtb_path(path: &Path) -> Result<PathBuf, String> {
     }
 }
 
+/// `tagloan header`: the protocol table as a C header.
+fn header(out: Option<PathBuf>) -> Result<ExitCode, String> {
+    let mut text = String::new();
+    tagloan_proto::write_c_header(&mut text).map_err(|e| e.to_string())?;
+    match out {
+        Some(path) => std::fs::write(&path, text)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -146,6 +165,7 @@ fn main() -> ExitCode {
         }),
         Some(Command::Map { run, at, out }) => map::map(&run, at, &out),
         Some(Command::Bench { json }) => bench::bench(json),
+        Some(Command::Header { out }) => header(out),
     };
     match result {
         Ok(code) => code,
