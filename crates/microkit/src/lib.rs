@@ -40,6 +40,28 @@ pub mod limits {
     pub const PD_ROOT_CAP_SIZE: usize = 64;
 }
 
+/// What the seL4 backend's memory server provisions at start-up
+/// (`sel4/runtime/src/machine.rs`), written once so that `tagloan check`
+/// can report and check it beside the image that uses it.
+pub mod sel4_provisioning {
+    /// Bits of the frame CNode: one slot per pool frame and table.
+    pub const FRAMES_CNODE_BITS: usize = 16;
+    /// Bytes of one CNode slot (seL4's `seL4_SlotBits` is 5).
+    pub const SLOT_BYTES: u64 = 32;
+    /// Bytes of one translation table.
+    pub const TABLE_BYTES: u64 = 4096;
+    /// Bytes a leaf translation table covers.
+    pub const LEAF_TABLE_SPAN: u64 = 2 << 20;
+    /// Bytes the table above a leaf covers.
+    pub const LEVEL2_TABLE_SPAN: u64 = 1 << 30;
+    /// The server's scratch window (two pages), for copies and zeroes.
+    pub const SCRATCH_VADDR: u64 = 0x1000_0000;
+    /// Window pages the server's page map tracks, 4 bytes each.
+    pub const MAX_WINDOW_PAGES: usize = 1 << 16;
+    /// Where Microkit puts a PD's program image.
+    pub const PROGRAM_BASE: u64 = 0x20_0000;
+}
+
 /// Most message registers (seL4's `seL4_MsgMaxLength`).
 pub const MSG_MAX_LENGTH: usize = 120;
 pub use limits::{MAX_CHANNEL_ID, MAX_CHILD_ID};

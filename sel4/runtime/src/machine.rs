@@ -33,14 +33,14 @@ use crate::frames::{FIRST_FREE_SLOT, ROOT_CNODE_COPY};
 /// The root CNode slot of the server's frame CNode.
 pub const FRAMES_ROOT_SLOT: u64 = 6;
 /// Bits of the frame CNode: 65,536 slots.
-pub const FRAMES_CNODE_BITS: usize = 16;
+pub use tagloan_microkit::sel4_provisioning::FRAMES_CNODE_BITS;
 /// Bits of a PD's root CNode (`PD_ROOT_CAP_BITS`).
 const ROOT_CNODE_BITS: usize = 6;
 /// The frame CNode's last two slots: copies of frame caps for the scratch
 /// window.
 const SCRATCH_SLOTS: u64 = (1 << FRAMES_CNODE_BITS) - 2;
 /// The server's scratch window: two pages, outside every mapping of it.
-pub const SCRATCH_VADDR: usize = 0x1000_0000;
+pub const SCRATCH_VADDR: usize = tagloan_microkit::sel4_provisioning::SCRATCH_VADDR as usize;
 /// The server's own VSpace: `<cap_vspace slot="1">`.
 const OWN_VSPACE_ROOT_SLOT: u64 = 1;
 /// Client `i`'s VSpace is `<cap_vspace slot="2 + i">` (the client table's
@@ -49,7 +49,7 @@ const FIRST_CLIENT_VSPACE_ROOT_SLOT: u64 = 2;
 /// Frames one retype call makes at most (seL4's `RETYPE_FAN_OUT_LIMIT`).
 const RETYPE_BATCH: usize = 256;
 /// Bytes a translation table at the leaf level covers.
-const LEAF_TABLE_SPAN: u64 = 2 << 20;
+use tagloan_microkit::sel4_provisioning::LEAF_TABLE_SPAN;
 /// Pool regions at most.
 pub const MAX_POOL_REGIONS: usize = 4;
 /// Client windows at most (the client table's limit).

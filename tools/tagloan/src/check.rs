@@ -62,6 +62,94 @@ fn layout_table(platform: &Platform, clients: &[ClientSpec]) -> String {
     out
 }
 
+/// Translation tables a VSpace needs for `ranges`, beyond those its PD's
+/// own mappings (`existing`) already make: a leaf table per 2 MiB chunk and
+/// one above it per 1 GiB region, as the seL4 server's provisioning finds
+/// them (it maps tables until the kernel says every level is there).
+fn tables_needed(ranges: &[(u64, u64)], existing: &[(u64, u64)]) -> u64 {
+    use std::collections::BTreeSet;
+    use tagloan_microkit::sel4_provisioning::{LEAF_TABLE_SPAN, LEVEL2_TABLE_SPAN};
+    let spans = |ranges: &[(u64, u64)], span: u64| -> BTreeSet<u64> {
+        ranges
+            .iter()
+            .flat_map(|&(start, end)| (start / span)..end.div_ceil(span))
+            .collect()
+    };
+    let leaves = spans(ranges, LEAF_TABLE_SPAN);
+    let regions = spans(ranges, LEVEL2_TABLE_SPAN);
+    let (had_leaves, had_regions) = (
+        spans(existing, LEAF_TABLE_SPAN),
+        spans(existing, LEVEL2_TABLE_SPAN),
+    );
+    (leaves.difference(&had_leaves).count() + regions.difference(&had_regions).count()) as u64
+}
+
+/// What the seL4 memory server will provision (sel4/runtime/src/machine.rs),
+/// and whether its `server_objects` region holds it.
+fn sel4_provisioning(sdf: &Sdf, system: &System) -> Result<String, String> {
+    use tagloan_microkit::sel4_provisioning::*;
+    let Some(objects) = sdf.region(tagloan_sim::system::SERVER_OBJECTS_REGION) else {
+        return Ok(String::new());
+    };
+    let objects = &sdf.regions[objects];
+    // The PD's own mappings: its program image and its <map>s.
+    let existing = |pd: usize| -> Vec<(u64, u64)> {
+        std::iter::once((PROGRAM_BASE, PROGRAM_BASE + 1))
+            .chain(
+                sdf.pds[pd]
+                    .maps
+                    .iter()
+                    .map(|m| (m.vaddr, m.vaddr + sdf.regions[m.region].size)),
+            )
+            .collect()
+    };
+    let mut tables = tables_needed(
+        &[(SCRATCH_VADDR, SCRATCH_VADDR + 2 * 4096)],
+        &existing(system.server),
+    );
+    let mut pages = 0usize;
+    for client in &system.table.clients {
+        let pd = sdf
+            .pd(client.name.as_str())
+            .ok_or_else(|| format!("client `{}` is not a PD", client.name))?;
+        let window = client.window();
+        let end = window.end().unwrap_or(u64::MAX);
+        tables += tables_needed(&[(window.base, end)], &existing(pd));
+        pages += client.window_pages as usize;
+    }
+    let frames = u64::from(system.platform.layout.frames_total());
+    let cnode_bytes = (1u64 << FRAMES_CNODE_BITS) * SLOT_BYTES;
+    let kernel_bytes = cnode_bytes + tables * TABLE_BYTES;
+    let map_bytes = (MAX_WINDOW_PAGES * 4) as u64;
+    if frames + tables + 2 > 1 << FRAMES_CNODE_BITS {
+        return Err(format!(
+            "on seL4 the server's frame CNode has {} slots, fewer than the pool's {frames} frames and {tables} translation tables need",
+            1u64 << FRAMES_CNODE_BITS
+        ));
+    }
+    if pages > MAX_WINDOW_PAGES {
+        return Err(format!(
+            "on seL4 the server tracks {MAX_WINDOW_PAGES} window pages; the client windows have {pages}"
+        ));
+    }
+    if kernel_bytes > objects.size {
+        return Err(format!(
+            "{}: <memory_region name=\"{}\">: {:#x} bytes, but on seL4 the server's kernel objects need {kernel_bytes:#x}; raise size",
+            objects.at, objects.name, objects.size
+        ));
+    }
+    Ok(format!(
+        "on seL4: {} frame capabilities in a {}-slot frame CNode ({} bytes) and {tables} translation tables ({} bytes): {kernel_bytes} bytes of kernel objects, in `{}` ({:#x} bytes); with the {map_bytes}-byte window-page map, {:.2} bytes per managed frame beside the pool's tables\n",
+        frames,
+        1u64 << FRAMES_CNODE_BITS,
+        cnode_bytes,
+        tables * TABLE_BYTES,
+        objects.name,
+        objects.size,
+        (kernel_bytes + map_bytes) as f64 / frames as f64
+    ))
+}
+
 fn check_platform(path: &Path) -> Result<Platform, String> {
     let blob = crate::platform_blob(path)?;
     tagloan_platform::parse(&blob, true).map_err(|e| format!("{}: {e}", path.display()))
@@ -102,6 +190,8 @@ pub fn check(
             sdf.display()
         ));
     }
+    // Checked before anything is printed: a system is valid or it is not.
+    let sel4 = sel4_provisioning(&description, &system)?;
     println!(
         "{}: valid system: {} protection domains, {} channels, {} clients",
         sdf.display(),
@@ -121,6 +211,7 @@ pub fn check(
         system.bookkeeping.1
     );
     print!("{}", layout_table(&system.platform, &system.client_specs()));
+    print!("{sel4}");
     println!(
         "\nclient               channel  child  window                          pages    quota"
     );

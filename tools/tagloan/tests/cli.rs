@@ -37,6 +37,12 @@ fn check_accepts_the_repo_system_and_prints_the_layout() {
         out.contains("valid system: 6 protection domains, 13 channels, 4 clients"),
         "{out}"
     );
+    // What the seL4 server provisions (the boot test checks the image
+    // makes the same).
+    assert!(
+        out.contains("on seL4: 33792 frame capabilities in a 65536-slot frame CNode (2097152 bytes) and 112 translation tables (458752 bytes): 2555904 bytes of kernel objects"),
+        "{out}"
+    );
     assert!(
         out.contains(
             "33792 frames (32768 data, 1024 tag storage = 3.03 % of memory), 1024 tag blocks"
@@ -100,6 +106,7 @@ fn check_rejects_every_broken_system_with_a_located_message() {
         ("client-without-done-channel", "<protection_domain name=\"client_rogue\">: needs a done channel to `fault_handler`: id=\"2\" at the client, id=\"36\" (32 + its child id) at the fault handler"),
         ("cspace-slot-64", ":43:13: <cap_vspace>: slot 64 is outside 1 to 63: the root CNode has 64 slots and slot 0 holds the PD's own CNode"),
         ("server-objects-in-pool", ":25:5: <memory_region name=\"server_objects\">: the server's kernel objects overlap the platform's data region at 0x80000000; move them out of the pool"),
+        ("server-objects-too-small", ":25:5: <memory_region name=\"server_objects\">: 0x200000 bytes, but on seL4 the server's kernel objects need 0x270000; raise size"),
         ("channel-id-62", ":97:9: <end>: channel id 62 is above 61: Microkit has 62 channel ids per PD, 0 to 61"),
     ];
     for (name, message) in cases {

@@ -23,7 +23,7 @@ fn regions() -> [Region; 3] {
 }
 
 /// Window pages the machine can track (the four example clients have 54,528).
-const MAX_WINDOW_PAGES: usize = 1 << 16;
+use tagloan_microkit::sel4_provisioning::MAX_WINDOW_PAGES;
 
 /// The frame CNode slot mapped at each window page (see `Sel4Machine`).
 static mut MAPPED: [u32; MAX_WINDOW_PAGES] = [0; MAX_WINDOW_PAGES];
