@@ -5,7 +5,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run map bench check test test-rust test-mte test-sel4 cross image qemu platforms lint fmt clean
+.PHONY: all deps build run map bench check test test-rust test-mte test-sel4 test-sel4-mte sdk-mte cross image qemu platforms lint fmt clean
 
 all: build
 
@@ -13,9 +13,10 @@ all: build
 # added if missing.
 # dtc (device-tree-compiler) builds the platform blobs; the aarch64 cross
 # gcc and qemu-user build and run the hardware MTE test; qemu-system-arm
-# boots the seL4 image and libclang-dev serves rust-sel4's bindgen.
+# boots the seL4 image and libclang-dev serves rust-sel4's bindgen; cmake,
+# ninja, xmllint and patch build the patched seL4 SDK (make sdk-mte).
 APT_PACKAGES := device-tree-compiler gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user binutils \
-	qemu-system-arm libclang-dev
+	qemu-system-arm libclang-dev cmake ninja-build libxml2-utils patch
 RUST_TARGETS := aarch64-unknown-linux-gnu aarch64-unknown-none
 
 deps:
@@ -24,6 +25,16 @@ deps:
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@# MTE on seL4 needs QEMU 8 or later: 7.2 (Debian 12's) finds a granule's
+	@# tag without the offset in the page in system emulation, so one STG
+	@# changes the tag of every other granule of the page. Debian 12 has
+	@# QEMU 10 in bookworm-backports.
+	@v=$$(qemu-system-aarch64 --version 2>/dev/null | sed -n 's/^QEMU emulator version \([0-9]*\)\..*/\1/p'); \
+	if [ "$${v:-0}" -lt 8 ] && grep -qx 'VERSION_CODENAME=bookworm' /etc/os-release 2>/dev/null; then \
+		echo "deps: qemu-system-arm $${v:-none} keeps one MTE tag pair per page; installing QEMU from bookworm-backports"; \
+		echo "deb http://deb.debian.org/debian bookworm-backports main" | $(SUDO) tee /etc/apt/sources.list.d/tagloan-bookworm-backports.list >/dev/null; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq -t bookworm-backports qemu-system-arm; \
 	fi
 	@for t in $(RUST_TARGETS); do rustup target list --installed 2>/dev/null | grep -qx $$t || rustup target add $$t; done
 	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
@@ -52,9 +63,10 @@ bench: platforms
 # Every test: unit, behaviour, the property suite (10,000 sequences), the
 # protocol decode campaign, the simulator's kernel rules, the system
 # scenarios, the command line, the hardware MTE test, the cross build, and
-# the seL4 boot test (SKIPPED without MICROKIT_SDK).
+# the seL4 boot test (SKIPPED without MICROKIT_SDK), and MTE on seL4 with
+# our kernel patches (SKIPPED without the seL4 and Microkit sources).
 # TAGLOAN_CASES and TAGLOAN_SEED change the property run.
-test: platforms test-mte cross test-rust test-sel4
+test: platforms test-mte cross test-rust test-sel4 test-sel4-mte
 
 # The hardware MTE test: real IRG/STG/LDG/DC GZVA under qemu-aarch64 -cpu max.
 # Where the cross tools are missing it says SKIPPED; TAGLOAN_REQUIRE_MTE=1
@@ -93,6 +105,19 @@ qemu:
 # turns that into a failure.
 test-sel4: platforms
 	tests/sel4/boot-test
+
+# A Microkit SDK whose kernel gives user threads MTE: seL4 16.0.0 and
+# Microkit 2.3.0 (SEL4_SRC, MICROKIT_SRC: tarballs or directories; default
+# ../shared/sel4/src/) with sel4/patches/*-mte.patch, built by Microkit's
+# build_sdk.py for qemu_virt_aarch64_el1 into build/sdk-mte/. Then:
+#   MICROKIT_SDK=$PWD/build/sdk-mte/microkit-sdk-2.3.0 MICROKIT_BOARD=qemu_virt_aarch64_el1 make image qemu
+sdk-mte:
+	tools/sel4/sdk-mte
+
+# Builds the patched SDK and the image with it, boots it, checks the log:
+# real tag checks on seL4. SKIPPED without MICROKIT_SDK or the sources.
+test-sel4-mte: platforms
+	tests/sel4/mte-test
 
 # Platform blobs, built from platforms/*.dts (never committed).
 DTS := $(wildcard platforms/*.dts platforms/invalid/*.dts)

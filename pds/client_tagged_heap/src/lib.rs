@@ -9,8 +9,8 @@
 #![no_std]
 
 use tagloan_client::{
-    load_u64, my_entry, pattern, store_u64, AllocFlags, AllocSpec, Api, Choice, Env, Paced,
-    Progress, Server, Status, Stopped, Worker,
+    load_u64, my_entry, pattern, print_counters, store_u64, AllocFlags, AllocSpec, Api, Choice,
+    Env, Paced, Progress, Server, Status, Stopped, Worker,
 };
 
 const PAGE: u64 = 4096;
@@ -66,6 +66,19 @@ impl HeapPlan {
             release: true,
         }
     }
+
+    /// The lending scenario's burst, then, at its last operation, every
+    /// live object checked through its own pointer (its data and, where
+    /// tags are enforced, its tags: a wrong tag faults) and a write through
+    /// a stale pointer: the seL4 image's plan on a kernel that enforces
+    /// tags, where the fault handler must catch it.
+    pub const fn lending_then_use_after_free() -> HeapPlan {
+        let plan = HeapPlan::lending();
+        HeapPlan {
+            use_after_free_at: Some(plan.operations - 1),
+            ..plan
+        }
+    }
 }
 
 /// The counters of [`TaggedHeap`].
@@ -76,6 +89,10 @@ pub struct HeapCounts {
     pub mallocs: u64,
     pub frees: u64,
     pub corrupted_bytes: u64,
+    /// Objects whose every word was read back through their own tagged
+    /// pointer and compared (at free, and before the release or the use
+    /// after free).
+    pub objects_checked: u64,
     pub no_memory: u64,
     pub errors: u64,
     pub use_after_free_attempted: bool,
@@ -95,6 +112,8 @@ pub struct TaggedHeap {
     last: [u8; MAX_SLOTS],
     stale: Option<u64>,
     releasing: bool,
+    /// Every live object was checked once the operations were done.
+    checked_at_end: bool,
     delay: u32,
     operations: u32,
     choice: Choice,
@@ -117,6 +136,7 @@ impl TaggedHeap {
             last: [0; MAX_SLOTS],
             stale: None,
             releasing: false,
+            checked_at_end: false,
             delay: 0,
             operations: 0,
             choice: Choice::new(plan.seed),
@@ -160,7 +180,10 @@ impl TaggedHeap {
         Ok(())
     }
 
-    fn free(&mut self, env: &mut dyn Env, slot: usize) -> Result<(), Stopped> {
+    /// Reads a live object back through its own pointer and counts the
+    /// bytes that differ from what `malloc` wrote. Where tags are enforced,
+    /// a lost or wrong tag makes this a tag-check fault.
+    fn check(&mut self, env: &mut dyn Env, slot: usize) -> Result<(), Stopped> {
         let tag = self.live[slot];
         let pointer = TaggedHeap::tagged(self.slot_address(slot), tag);
         for word in 0..SLOT / 8 {
@@ -169,6 +192,25 @@ impl TaggedHeap {
             self.counts.corrupted_bytes +=
                 (0..8).filter(|b| diff >> (8 * b) & 0xff != 0).count() as u64;
         }
+        self.counts.objects_checked += 1;
+        Ok(())
+    }
+
+    /// Checks every live object.
+    fn check_live(&mut self, env: &mut dyn Env) -> Result<(), Stopped> {
+        let slots = self.arenas * self.slots_per_arena();
+        for slot in 0..slots {
+            if self.live[slot] != 0 {
+                self.check(env, slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn free(&mut self, env: &mut dyn Env, slot: usize) -> Result<(), Stopped> {
+        let tag = self.live[slot];
+        let pointer = TaggedHeap::tagged(self.slot_address(slot), tag);
+        self.check(env, slot)?;
         // Retag on free: the old pointer goes stale.
         self.last[slot] = tag;
         let new_tag = self.fresh_tag(env, slot);
@@ -233,6 +275,10 @@ impl Worker for TaggedHeap {
             return Ok(Progress::Done);
         }
         if self.operations >= self.plan.operations {
+            if !self.checked_at_end {
+                self.checked_at_end = true;
+                self.check_live(env)?;
+            }
             if self.plan.release && self.arenas > 0 {
                 // Release the last arena: its objects die with it.
                 self.releasing = true;
@@ -256,9 +302,15 @@ impl Worker for TaggedHeap {
         }
         if Some(self.operations) == self.plan.use_after_free_at {
             if let Some(stale) = self.stale {
+                // What survived the run is checked and reported first: the
+                // write below should stop this client.
+                self.check_live(env)?;
+                self.counts.use_after_free_attempted = true;
+                print_counters(env, "before its use after free", &|report| {
+                    self.counters(report)
+                })?;
                 // The bug this allocator exists to catch: a write through a
                 // pointer whose object was freed (and so retagged).
-                self.counts.use_after_free_attempted = true;
                 store_u64(env, stale, 0xdead_beef)?;
             }
         }
@@ -280,6 +332,7 @@ impl Worker for TaggedHeap {
         report("mallocs", self.counts.mallocs);
         report("frees", self.counts.frees);
         report("corrupted_bytes", self.counts.corrupted_bytes);
+        report("objects_checked", self.counts.objects_checked);
         report("no_memory", self.counts.no_memory);
         report("errors", self.counts.errors);
         report(

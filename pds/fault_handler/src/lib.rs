@@ -337,18 +337,18 @@ impl FaultHandler {
             }
         };
         match fault {
-            Fault::VmFault { addr, .. } if fault.is_tag_check() => {
+            Fault::VmFault { ip, addr, .. } if fault.is_tag_check() => {
                 self.counts.tag_check += 1;
                 let pointer_tag = (addr >> 56) & 0xf;
                 let vaddr = addr & ((1 << 56) - 1);
                 match server().resolve_fault(env, client, vaddr, FaultKind::TagCheck) {
                     Ok(Ok(FaultReply::TagCheck { memory_tag })) => tagloan_microkit::debug_println!(
                         env,
-                        "fault_handler: MTE tag-check fault in {name} at {vaddr:#x}: pointer tag {pointer_tag:#x}, memory tag {memory_tag:#x}; stopping it"
+                        "fault_handler: MTE tag-check fault in {name} at {vaddr:#x} (pc {ip:#x}): pointer tag {pointer_tag:#x}, memory tag {memory_tag:#x}; stopping it"
                     ),
                     Ok(other) => tagloan_microkit::debug_println!(
                         env,
-                        "fault_handler: MTE tag-check fault in {name} at {vaddr:#x}: pointer tag {pointer_tag:#x}, memory tag unknown ({other:?}); stopping it"
+                        "fault_handler: MTE tag-check fault in {name} at {vaddr:#x} (pc {ip:#x}): pointer tag {pointer_tag:#x}, memory tag unknown ({other:?}); stopping it"
                     ),
                     Err(_) => return None,
                 }

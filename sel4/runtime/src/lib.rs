@@ -56,6 +56,12 @@ macro_rules! regions {
     };
 }
 
+/// Whether the kernel this image is built for has our user-MTE patch
+/// (`KernelArmUserMTE`, read from the SDK's kernel configuration by
+/// `build.rs`). Whether MTE is on is the kernel's answer at run time: see
+/// [`machine::KernelTags`].
+pub const KERNEL_HAS_USER_MTE: bool = cfg!(tagloan_user_mte);
+
 /// Most regions one PD declares.
 pub const MAX_REGIONS: usize = 8;
 

@@ -23,6 +23,18 @@
 //! is normal cacheable memory, and AArch64 data caches are physically
 //! tagged, so the server's copy and the client's mapping see the same data
 //! with no maintenance.
+//!
+//! MTE: with our kernel patch (`sel4/patches/sel4-user-mte.patch`, the
+//! kernel option `KernelArmUserMTE`, seen here as `cfg(tagloan_user_mte)`),
+//! provisioning asks the kernel for one `seL4_ARM_Tagged` mapping. If it
+//! takes it ([`KernelTags::Enforced`]), tagged pages are mapped Tagged, so a
+//! client's access through a wrong pointer tag is a tag-check fault, and
+//! the server reaches tags with STG and LDG through a Tagged scratch
+//! mapping. Data is always copied and zeroed through a Normal one: those
+//! accesses are unchecked, so the server needs no pointer tags. Otherwise
+//! (a stock kernel, or a patched one that refused: no MTE2 on this CPU)
+//! tagged pages are mapped Normal and no tag instruction is ever run: the
+//! tags read as zero and the server's probe says they are not stored.
 #![allow(unsafe_code)]
 
 use sel4::{CapRights, ObjectBlueprint, ObjectBlueprintArch, VmAttributes};
@@ -112,6 +124,25 @@ impl Provisioned {
     }
 }
 
+/// What the kernel does with tagged mappings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelTags {
+    /// The kernel has no `seL4_ARM_Tagged` (stock seL4).
+    NotInKernel,
+    /// The patched kernel refused `seL4_ARM_Tagged`: it could not enable
+    /// MTE on this CPU (no MTE2, or a loader that did not prepare it).
+    Refused,
+    /// The kernel maps `seL4_ARM_Tagged` frames as Tagged Normal memory.
+    Enforced,
+}
+
+/// The attributes of a Tagged mapping (our kernel patch's
+/// `seL4_ARM_Tagged`, from the patched SDK's libsel4).
+#[cfg(tagloan_user_mte)]
+const TAGGED: VmAttributes = VmAttributes::from_inner(
+    VmAttributes::DEFAULT.into_inner() | sel4::sys::seL4_ARM_VMAttributes::seL4_ARM_Tagged,
+);
+
 /// The pool's machine on seL4.
 pub struct Sel4Machine {
     regions: [Option<PoolRegion>; MAX_POOL_REGIONS],
@@ -120,6 +151,7 @@ pub struct Sel4Machine {
     /// slot mapped there, plus one; 0 when nothing is.
     mapped: &'static mut [u32],
     provisioned: Provisioned,
+    tags: KernelTags,
 }
 
 /// The root CNode seen through its copy: the destination of retypes and
@@ -181,6 +213,7 @@ impl Sel4Machine {
                 cnode_slots: 1 << FRAMES_CNODE_BITS,
                 ..Provisioned::default()
             },
+            tags: KernelTags::NotInKernel,
         };
         // Every frame of the pool, in address order.
         let mut index = 0usize;
@@ -230,7 +263,59 @@ impl Sel4Machine {
         for entry in machine.mapped.iter_mut() {
             *entry = 0;
         }
+        machine.tags = machine.ask_for_tagged_mapping()?;
         Ok(machine)
+    }
+
+    /// Maps the pool's first frame Tagged in the scratch window, and unmaps
+    /// it: the kernel's answer says whether tags are real. The patched
+    /// kernel answers `InvalidArgument` when user MTE is off; nothing here
+    /// runs a tag instruction, so this is safe on a CPU without MTE.
+    #[cfg(tagloan_user_mte)]
+    fn ask_for_tagged_mapping(&mut self) -> Result<KernelTags, ProvisionError> {
+        let own = sel4::cap::VSpace::from_bits(root_slot_cptr(OWN_VSPACE_ROOT_SLOT));
+        step(
+            "copy a frame cap to ask for a Tagged mapping",
+            absolute(frame_cptr(SCRATCH_SLOTS)).copy(&absolute(frame_cptr(0)), CapRights::all()),
+        )?;
+        let copy = sel4::cap::Granule::from_bits(frame_cptr(SCRATCH_SLOTS));
+        let answer = match copy.frame_map(own, SCRATCH_VADDR, CapRights::read_write(), TAGGED) {
+            Ok(()) => {
+                step("unmap the Tagged scratch mapping", copy.frame_unmap())?;
+                Ok(KernelTags::Enforced)
+            }
+            Err(sel4::Error::InvalidArgument) => Ok(KernelTags::Refused),
+            Err(error) => Err(ProvisionError {
+                step: "map a frame with seL4_ARM_Tagged",
+                error,
+            }),
+        };
+        step(
+            "delete the scratch copy",
+            absolute(frame_cptr(SCRATCH_SLOTS)).delete(),
+        )?;
+        answer
+    }
+
+    /// A stock kernel has no `seL4_ARM_Tagged` to ask for.
+    #[cfg(not(tagloan_user_mte))]
+    fn ask_for_tagged_mapping(&mut self) -> Result<KernelTags, ProvisionError> {
+        Ok(KernelTags::NotInKernel)
+    }
+
+    /// What the kernel does with tagged mappings (asked at provisioning).
+    pub fn kernel_tags(&self) -> KernelTags {
+        self.tags
+    }
+
+    /// The attributes of a mapping with `access`.
+    fn attributes(&self, access: Access) -> VmAttributes {
+        match (access, self.tags) {
+            #[cfg(tagloan_user_mte)]
+            (Access::Tagged, KernelTags::Enforced) => TAGGED,
+            // Tagged is mapped Normal where the kernel gives no tags.
+            _ => VmAttributes::DEFAULT,
+        }
     }
 
     /// What provisioning made.
@@ -263,8 +348,15 @@ impl Sel4Machine {
     }
 
     /// Runs `f` with `pfns` mapped read-write in the scratch window (a copy
-    /// of each frame cap, so a frame a client maps can be reached too).
-    fn with_scratch<R>(&mut self, pfns: &[Pfn], f: impl FnOnce(&[usize]) -> R) -> R {
+    /// of each frame cap, so a frame a client maps can be reached too), with
+    /// `access`'s attributes: Normal for data, Tagged for tags.
+    fn with_scratch<R>(
+        &mut self,
+        pfns: &[Pfn],
+        access: Access,
+        f: impl FnOnce(&[usize]) -> R,
+    ) -> R {
+        let attributes = self.attributes(access);
         let own = sel4::cap::VSpace::from_bits(root_slot_cptr(OWN_VSPACE_ROOT_SLOT));
         let mut vaddrs = [0usize; 2];
         for (k, pfn) in pfns.iter().enumerate() {
@@ -274,12 +366,7 @@ impl Sel4Machine {
                 .expect("a scratch slot is free");
             vaddrs[k] = SCRATCH_VADDR + k * FRAME_BYTES;
             sel4::cap::Granule::from_bits(frame_cptr(copy))
-                .frame_map(
-                    own,
-                    vaddrs[k],
-                    CapRights::read_write(),
-                    VmAttributes::DEFAULT,
-                )
+                .frame_map(own, vaddrs[k], CapRights::read_write(), attributes)
                 .expect("the scratch window's tables were made at start-up");
         }
         let result = f(&vaddrs[..pfns.len()]);
@@ -358,14 +445,13 @@ impl Kernel for Sel4Machine {
         ));
         let slot = self.slot_of(frame);
         let rights = match access {
-            // Tagged is mapped as Normal until the kernel gives user
-            // threads MTE (its own VM attribute comes with that patch).
             Access::Normal | Access::Tagged => CapRights::read_write(),
             // No rights: the kernel's only, so any access faults.
             Access::NoAccess => CapRights::none(),
         };
+        let attributes = self.attributes(access);
         sel4::cap::Granule::from_bits(frame_cptr(slot))
-            .frame_map(vspace, vaddr as usize, rights, VmAttributes::DEFAULT)
+            .frame_map(vspace, vaddr as usize, rights, attributes)
             .unwrap_or_else(|e| {
                 panic!("map of frame {frame:#x} at {vaddr:#x} for client {client}: {e:?}")
             });
@@ -385,7 +471,7 @@ impl Kernel for Sel4Machine {
     }
 
     fn copy_frame(&mut self, source: Pfn, destination: Pfn) {
-        self.with_scratch(&[source, destination], |at| {
+        self.with_scratch(&[source, destination], Access::Normal, |at| {
             // SAFETY: both frames are mapped read-write at these scratch
             // addresses for the duration of the closure, and nothing else
             // uses the scratch window.
@@ -396,16 +482,18 @@ impl Kernel for Sel4Machine {
     }
 
     fn zero_frame(&mut self, frame: Pfn) {
-        self.with_scratch(&[frame], |at| {
+        self.with_scratch(&[frame], Access::Normal, |at| {
             // SAFETY: as for `copy_frame`, for one frame.
             unsafe { core::ptr::write_bytes(at[0] as *mut u8, 0, FRAME_BYTES) }
         });
     }
 }
 
-/// The tags of a frame, through the scratch window with STG and LDG. With
-/// tag access disabled for EL0 (stock seL4), STG stores nothing and LDG
-/// reads 0: the server's probe then says so.
+/// The tags of a frame, through a Tagged scratch mapping with STG and LDG,
+/// when the kernel maps Tagged ([`KernelTags::Enforced`]). Otherwise there
+/// are no tags to reach: they read as zero and writes store nothing, as the
+/// hardware does for memory that is not Tagged, and no tag instruction runs
+/// (it would be undefined on a CPU without MTE).
 impl TagOps for Sel4Machine {
     fn zero_tags(&mut self, frame: Pfn) {
         self.write_tags(frame, &[0; TAG_BYTES_PER_FRAME]);
@@ -418,11 +506,16 @@ impl TagOps for Sel4Machine {
     }
 
     fn read_tags(&mut self, frame: Pfn, tags: &mut FrameTags) {
-        self.with_scratch(&[frame], |at| {
+        if self.tags != KernelTags::Enforced {
+            *tags = [0; TAG_BYTES_PER_FRAME];
+            return;
+        }
+        self.with_scratch(&[frame], Access::Tagged, |at| {
             for granule in 0..tagloan_mte::GRANULES_PER_FRAME {
                 let address = (at[0] + granule * tagloan_mte::GRANULE_BYTES) as u64;
-                // SAFETY: the granule is in the frame mapped at the scratch
-                // window for the closure.
+                // SAFETY: the granule is in the frame mapped Tagged at the
+                // scratch window for the closure, and the kernel enabled
+                // EL0 tag access (it took the Tagged mapping).
                 let tag = unsafe { tagloan_mte::hw::ldg(address) };
                 tagloan_mte::set_granule_tag(tags, granule, tag);
             }
@@ -430,7 +523,10 @@ impl TagOps for Sel4Machine {
     }
 
     fn write_tags(&mut self, frame: Pfn, tags: &FrameTags) {
-        self.with_scratch(&[frame], |at| {
+        if self.tags != KernelTags::Enforced {
+            return;
+        }
+        self.with_scratch(&[frame], Access::Tagged, |at| {
             for granule in 0..tagloan_mte::GRANULES_PER_FRAME {
                 let address = (at[0] + granule * tagloan_mte::GRANULE_BYTES) as u64;
                 let tag = tagloan_mte::granule_tag(tags, granule);

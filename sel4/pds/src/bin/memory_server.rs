@@ -10,7 +10,9 @@
 
 use tagloan_microkit::Env;
 use tagloan_sel4::frames::POOL_UNTYPED_FIRST;
-use tagloan_sel4::machine::{PoolRegion, Sel4Machine, Window, MAX_POOL_REGIONS, MAX_WINDOWS};
+use tagloan_sel4::machine::{
+    KernelTags, PoolRegion, Sel4Machine, Window, MAX_POOL_REGIONS, MAX_WINDOWS,
+};
 use tagloan_sel4::{print_line, Region, Sel4Env};
 
 /// The regions of system.xml the server maps.
@@ -59,6 +61,17 @@ fn server() -> memory_server::MemoryServer<Sel4Machine> {
                 tracked,
                 per_frame_x100 / 100,
                 per_frame_x100 % 100
+            ));
+            say(format_args!(
+                "memory_server: MTE on seL4: {}",
+                match machine.kernel_tags() {
+                    KernelTags::Enforced =>
+                        "the kernel maps seL4_ARM_Tagged frames as Tagged Normal memory: tagged pages are tag-checked",
+                    KernelTags::Refused =>
+                        "the kernel refused seL4_ARM_Tagged (user MTE is off; its boot line says why): tagged pages are mapped Normal",
+                    KernelTags::NotInKernel =>
+                        "this kernel has no seL4_ARM_Tagged (stock seL4): tagged pages are mapped Normal",
+                }
             ));
             // Every 16th call: a check walks every frame, and checking
             // after each call would swamp the image's benchmarks (their
