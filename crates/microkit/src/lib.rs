@@ -60,6 +60,13 @@ pub mod sel4_provisioning {
     pub const MAX_WINDOW_PAGES: usize = 1 << 16;
     /// Where Microkit puts a PD's program image.
     pub const PROGRAM_BASE: u64 = 0x20_0000;
+    /// The server's root CNode (64 slots): `<cap_vspace slot="1">` of
+    /// itself, then `<cap_vspace slot="2 + i">` of client `i` of the client
+    /// table, and its frame CNode in the last slot, which the SDF must leave
+    /// free (`tagloan check` holds it to all three).
+    pub const OWN_VSPACE_SLOT: u8 = 1;
+    pub const FIRST_CLIENT_VSPACE_SLOT: u8 = 2;
+    pub const FRAMES_ROOT_SLOT: u8 = 63;
 }
 
 /// Most message registers (seL4's `seL4_MsgMaxLength`).

@@ -18,6 +18,7 @@ use tagloan_sim::{
 };
 
 pub use client_bulk::{Bulk, BulkPlan};
+pub use client_c::{CPlan, ClientC};
 pub use client_lazy::{Lazy, LazyPlan};
 pub use client_rogue::Rogue;
 pub use client_tagged_heap::{HeapPlan, TaggedHeap};
@@ -112,6 +113,7 @@ impl Scenario {
                 bulk: Some(BulkPlan::lending()),
                 heap: Some(HeapPlan::lending()),
                 lazy: Some(LazyPlan::lending()),
+                c: Some(CPlan::default()),
                 ..idle
             },
             Scenario::Lazy => Plans {
@@ -172,6 +174,8 @@ pub struct Plans {
     /// The rogue client, after its cases, loads from an unmapped page of its
     /// window (as it does on seL4).
     pub rogue_touches_unmapped: bool,
+    /// The C client (`pds/client_c`, on the host libmicrokit).
+    pub c: Option<CPlan>,
     /// Every client runs the random workload, seeded from this.
     pub random: Option<u64>,
 }
@@ -213,7 +217,17 @@ pub fn registry(plans: Plans) -> Registry {
     registry.register("fault_handler", |_| {
         Hosted::observed(fault_handler::FaultHandler::new(), observe::fault_handler)
     });
-    let clients: [(&'static str, Constructor); 4] = [
+    // The C client: its C source on the host libmicrokit, or idle (a Rust
+    // Idle) without a plan.
+    let c: Constructor = match plans.c {
+        Some(plan) => Box::new(move |_| -> Box<dyn Pd> {
+            Hosted::observed(ClientC::new(plan), |c: &ClientC, sink| {
+                c.counters(&mut |name, value| sink.counter(name, value))
+            })
+        }),
+        None => worker(None::<()>, |()| Idle),
+    };
+    let clients: [(&'static str, Constructor); 5] = [
         ("client_tagged_heap", worker(plans.heap, TaggedHeap::new)),
         ("client_bulk", worker(plans.bulk, Bulk::new)),
         ("client_lazy", worker(plans.lazy, Lazy::new)),
@@ -227,6 +241,7 @@ pub fn registry(plans: Plans) -> Registry {
                 },
             ),
         ),
+        ("client_c", c),
     ];
     for (name, make) in clients {
         match plans.random {

@@ -206,6 +206,9 @@ pub fn cases(mine: u64, quota: u32, other: u64) -> [Case; 21] {
     ]
 }
 
+/// Times a case is asked before its state change counts (see `step`).
+const STATE_ATTEMPTS: u32 = 4;
+
 /// Stats that a refused request must leave as they were.
 fn state_of(s: &StatsReply) -> [u64; 8] {
     [
@@ -232,6 +235,9 @@ pub struct Rogue {
     pub refused_as_documented: u64,
     pub unexpected: u64,
     pub state_changed: u64,
+    /// Requests sent whose documented answer is `malformed`, cases asked
+    /// again included: what the server's `refused_malformed` must count.
+    pub malformed_sent: u64,
     /// Set-up requests (which must succeed) that failed.
     pub setup_failed: u64,
     released: bool,
@@ -271,6 +277,7 @@ impl Worker for Rogue {
             refused_as_documented: self.refused_as_documented,
             unexpected: self.unexpected,
             state_changed: self.state_changed,
+            malformed_sent: self.malformed_sent,
             setup_failed: self.setup_failed,
             first_unexpected: self.first_unexpected,
             refused_unsupported: self.refused_unsupported,
@@ -356,9 +363,28 @@ impl Worker for Rogue {
             return Ok(Progress::Done);
         };
         self.next += 1;
-        let before = server.stats(env)?.ok();
-        let (info, _) = server.call_raw(env, case.label, &case.words[..case.count])?;
-        let after = server.stats(env)?.ok();
+        // Other clients run meanwhile (on seL4 truly at once), and their own
+        // requests move the statistics between the two reads. A refusal is
+        // idempotent, so a case is asked again, up to STATE_ATTEMPTS times:
+        // one that changes the state does so every time, noise does not.
+        let mut attempt = 0;
+        let (info, changed) = loop {
+            attempt += 1;
+            let before = server.stats(env)?.ok();
+            if case.expected == Status::Malformed {
+                self.malformed_sent += 1;
+            }
+            let (info, _) = server.call_raw(env, case.label, &case.words[..case.count])?;
+            let after = server.stats(env)?.ok();
+            let changed = match (before, after) {
+                // Their own refusals may count too: at least this one must.
+                (Some(b), Some(a)) => !(state_of(&b) == state_of(&a) && a.failures > b.failures),
+                _ => true,
+            };
+            if !changed || attempt == STATE_ATTEMPTS {
+                break (info, changed);
+            }
+        };
         self.cases_run += 1;
         let status = Status::from_label(info.label());
         let two_details = info.count() == 2;
@@ -375,11 +401,8 @@ impl Worker for Rogue {
             self.first_unexpected
                 .get_or_insert((case.name, info.label()));
         }
-        match (before, after) {
-            // Other clients run meanwhile (on seL4 truly at once), so their
-            // own refusals may count too: at least this one must.
-            (Some(b), Some(a)) if state_of(&b) == state_of(&a) && a.failures > b.failures => {}
-            _ => self.state_changed += 1,
+        if changed {
+            self.state_changed += 1;
         }
         Ok(Progress::More)
     }
@@ -389,6 +412,7 @@ impl Worker for Rogue {
         report("refused_as_documented", self.refused_as_documented);
         report("unexpected", self.unexpected);
         report("state_changed", self.state_changed);
+        report("malformed_sent", self.malformed_sent);
         report("setup_failed", self.setup_failed);
         report("frameless", u64::from(self.frameless));
         report("refused_unsupported", self.refused_unsupported);

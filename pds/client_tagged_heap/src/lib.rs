@@ -15,6 +15,10 @@ use tagloan_client::{
 
 const PAGE: u64 = 4096;
 const SLOT: u64 = 64;
+/// `live[slot]` of an allocated slot: this bit and its tag. Not the tag
+/// alone, which is 0 where the kernel gives no tag access (IRG then gives
+/// tag 0 and the slot would look free).
+const LIVE: u8 = 0x10;
 /// Most arenas it tracks.
 pub const MAX_ARENAS: usize = 16;
 /// Slots per arena of order 0..=2 (at most 256 per page x 4 pages).
@@ -106,7 +110,7 @@ pub struct TaggedHeap {
     plan: HeapPlan,
     window: u64,
     arenas: usize,
-    /// Per slot: 0 free, else the live object's tag.
+    /// Per slot: 0 free, else [`LIVE`] and the live object's tag.
     live: [u8; MAX_SLOTS],
     /// Per slot: the tag it had when last freed (0 never).
     last: [u8; MAX_SLOTS],
@@ -175,7 +179,7 @@ impl TaggedHeap {
                 pattern(self.slot_address(slot) + word * 8, u64::from(tag)),
             )?;
         }
-        self.live[slot] = tag;
+        self.live[slot] = LIVE | tag;
         self.counts.mallocs += 1;
         Ok(())
     }
@@ -184,7 +188,7 @@ impl TaggedHeap {
     /// bytes that differ from what `malloc` wrote. Where tags are enforced,
     /// a lost or wrong tag makes this a tag-check fault.
     fn check(&mut self, env: &mut dyn Env, slot: usize) -> Result<(), Stopped> {
-        let tag = self.live[slot];
+        let tag = self.live[slot] & 0xf;
         let pointer = TaggedHeap::tagged(self.slot_address(slot), tag);
         for word in 0..SLOT / 8 {
             let found = load_u64(env, pointer + word * 8)?;
@@ -208,7 +212,7 @@ impl TaggedHeap {
     }
 
     fn free(&mut self, env: &mut dyn Env, slot: usize) -> Result<(), Stopped> {
-        let tag = self.live[slot];
+        let tag = self.live[slot] & 0xf;
         let pointer = TaggedHeap::tagged(self.slot_address(slot), tag);
         self.check(env, slot)?;
         // Retag on free: the old pointer goes stale.

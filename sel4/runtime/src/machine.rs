@@ -7,7 +7,7 @@
 //!
 //! - a CNode of 2^16 slots, retyped from the server-objects Untyped and
 //!   placed in root slot [`FRAMES_ROOT_SLOT`] with a guard that makes its
-//!   slots CPtrs of their own (`slot 6 << 58 | index`);
+//!   slots CPtrs of their own (`slot 63 << 58 | index`);
 //! - a frame cap for every frame of the pool, retyped in address order from
 //!   the pool's Untypeds into that CNode (data frames first, then tag
 //!   storage), so frame `i` of the pool's layout is slot `i`;
@@ -42,8 +42,9 @@ use tagloan_mte::{Access, FrameTags, Kernel, Pfn, TagOps, FRAME_BYTES, TAG_BYTES
 
 use crate::frames::{FIRST_FREE_SLOT, ROOT_CNODE_COPY};
 
-/// The root CNode slot of the server's frame CNode.
-pub const FRAMES_ROOT_SLOT: u64 = 6;
+/// The root CNode slot of the server's frame CNode: the last, after the
+/// client VSpaces (`tagloan check` keeps the SDF out of it).
+pub const FRAMES_ROOT_SLOT: u64 = tagloan_microkit::sel4_provisioning::FRAMES_ROOT_SLOT as u64;
 /// Bits of the frame CNode: 65,536 slots.
 pub use tagloan_microkit::sel4_provisioning::FRAMES_CNODE_BITS;
 /// Bits of a PD's root CNode (`PD_ROOT_CAP_BITS`).
@@ -54,10 +55,11 @@ const SCRATCH_SLOTS: u64 = (1 << FRAMES_CNODE_BITS) - 2;
 /// The server's scratch window: two pages, outside every mapping of it.
 pub const SCRATCH_VADDR: usize = tagloan_microkit::sel4_provisioning::SCRATCH_VADDR as usize;
 /// The server's own VSpace: `<cap_vspace slot="1">`.
-const OWN_VSPACE_ROOT_SLOT: u64 = 1;
+const OWN_VSPACE_ROOT_SLOT: u64 = tagloan_microkit::sel4_provisioning::OWN_VSPACE_SLOT as u64;
 /// Client `i`'s VSpace is `<cap_vspace slot="2 + i">` (the client table's
 /// order).
-const FIRST_CLIENT_VSPACE_ROOT_SLOT: u64 = 2;
+const FIRST_CLIENT_VSPACE_ROOT_SLOT: u64 =
+    tagloan_microkit::sel4_provisioning::FIRST_CLIENT_VSPACE_SLOT as u64;
 /// Frames one retype call makes at most (seL4's `RETYPE_FAN_OUT_LIMIT`).
 const RETYPE_BATCH: usize = 256;
 /// Bytes a translation table at the leaf level covers.

@@ -30,6 +30,7 @@ fn plans() -> Plans {
         }),
         rogue: true,
         rogue_touches_unmapped: false,
+        c: Some(tagloan_scenarios::CPlan::default()),
         random: None,
     }
 }
@@ -69,7 +70,7 @@ fn a_client_crashed_in_the_middle_of_any_operation_leaks_nothing() {
     }
     assert!(runs.len() >= 100, "only {} crash points", runs.len());
     report(&format!(
-        "scenario crash: {} runs, one crash each (every PPC of 4 clients, before and after the server serves it): {} steps, {} IPCs, {} faults ({} crashes, {} lazy-tag), {} migrations, {} recalls, {restarts} restarts, {} invariant checks, 0 violations, 0 frames leaked",
+        "scenario crash: {} runs, one crash each (every PPC of 5 clients, the C client's among them, before and after the server serves it): {} steps, {} IPCs, {} faults ({} crashes, {} lazy-tag), {} migrations, {} recalls, {restarts} restarts, {} invariant checks, 0 violations, 0 frames leaked",
         runs.len(),
         total.summary.steps,
         total.ipcs,

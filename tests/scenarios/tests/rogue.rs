@@ -70,7 +70,7 @@ fn a_load_from_an_unmapped_page_reaches_the_fault_handler_which_restarts_then_st
         .find(|l| l.contains("fault_handler: final:"))
         .unwrap_or("");
     assert!(
-        last.contains("final: 3 clients finished, 1 stopped"),
+        last.contains("final: 4 clients finished, 1 stopped"),
         "{last}"
     );
     let rogue = r.clients.iter().find(|c| c.name == "client_rogue").unwrap();

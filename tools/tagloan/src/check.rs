@@ -84,6 +84,52 @@ fn tables_needed(ranges: &[(u64, u64)], existing: &[(u64, u64)]) -> u64 {
     (leaves.difference(&had_leaves).count() + regions.difference(&had_regions).count()) as u64
 }
 
+/// The server's `<cspace>` as the seL4 server reads it
+/// (`tagloan_microkit::sel4_provisioning`): its own VSpace in slot 1, client
+/// `i`'s in slot 2 + i, and the last slot free for its frame CNode.
+fn server_cspace(sdf: &Sdf, system: &System) -> Result<(), String> {
+    use tagloan_microkit::sel4_provisioning::*;
+    use tagloan_sdf::CapKind;
+    let server = &sdf.pds[system.server];
+    let vspace_at = |slot: u8| {
+        server
+            .caps
+            .iter()
+            .find(|c| c.slot == slot && c.kind == CapKind::Vspace)
+            .map(|c| c.pd)
+    };
+    let mut wanted = vec![(OWN_VSPACE_SLOT, server.name.as_str())];
+    for (i, client) in system.table.clients.iter().enumerate() {
+        wanted.push((FIRST_CLIENT_VSPACE_SLOT + i as u8, client.name.as_str()));
+    }
+    for (slot, name) in wanted {
+        let found = vspace_at(slot).map(|pd| sdf.pds[pd].name.as_str());
+        if found != Some(name) {
+            return Err(format!(
+                "{}: <protection_domain name=\"{}\">: on seL4 the server finds `{name}`'s VSpace at <cap_vspace slot=\"{slot}\">, which {}; slot 1 is its own, then one per client in the client table's order",
+                server.at,
+                server.name,
+                match found {
+                    Some(other) => format!("is `{other}`'s"),
+                    None => "is not there".to_string(),
+                }
+            ));
+        }
+    }
+    if let Some(cap) = server.caps.iter().find(|c| c.slot == FRAMES_ROOT_SLOT) {
+        let element = match cap.kind {
+            CapKind::Tcb => "cap_tcb",
+            CapKind::Sc => "cap_sc",
+            CapKind::Vspace => "cap_vspace",
+        };
+        return Err(format!(
+            "{}: <{element}>: slot {FRAMES_ROOT_SLOT} is where the seL4 server keeps its frame CNode (its root CNode's last slot); use another slot",
+            cap.at
+        ));
+    }
+    Ok(())
+}
+
 /// What the seL4 memory server will provision (sel4/runtime/src/machine.rs),
 /// and whether its `server_objects` region holds it.
 fn sel4_provisioning(sdf: &Sdf, system: &System) -> Result<String, String> {
@@ -103,6 +149,7 @@ fn sel4_provisioning(sdf: &Sdf, system: &System) -> Result<String, String> {
             )
             .collect()
     };
+    server_cspace(sdf, system)?;
     let mut tables = tables_needed(
         &[(SCRATCH_VADDR, SCRATCH_VADDR + 2 * 4096)],
         &existing(system.server),

@@ -34,13 +34,13 @@ fn check_accepts_the_repo_system_and_prints_the_layout() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
-        out.contains("valid system: 6 protection domains, 13 channels, 4 clients"),
+        out.contains("valid system: 7 protection domains, 16 channels, 5 clients"),
         "{out}"
     );
     // What the seL4 server provisions (the boot test checks the image
     // makes the same).
     assert!(
-        out.contains("on seL4: 33792 frame capabilities in a 65536-slot frame CNode (2097152 bytes) and 112 translation tables (458752 bytes): 2555904 bytes of kernel objects"),
+        out.contains("on seL4: 33792 frame capabilities in a 65536-slot frame CNode (2097152 bytes) and 114 translation tables (466944 bytes): 2564096 bytes of kernel objects"),
         "{out}"
     );
     assert!(
@@ -94,20 +94,22 @@ fn check_rejects_every_broken_platform_with_its_rule() {
 fn check_rejects_every_broken_system_with_a_located_message() {
     let cases = [
         ("overlapping-windows", ":22:5: <memory_region name=\"client_table\">: overlapping-windows.txt: client table line 16: the window overlaps the one on line 14"),
-        ("missing-channel-end", ":86:5: <channel>: a channel has exactly two <end> elements; this one has 1"),
-        ("ppc-upward", ":58:5: <channel>: `fault_handler` (priority 200) may call `memory_server` (priority 90): a PPC must go to a strictly higher priority"),
+        ("missing-channel-end", ":91:5: <channel>: a channel has exactly two <end> elements; this one has 1"),
+        ("ppc-upward", ":63:5: <channel>: `fault_handler` (priority 200) may call `memory_server` (priority 90): a PPC must go to a strictly higher priority"),
         ("quotas-above-pool", "the quotas sum to 34660 frames, more than the pool's 33792; lower them"),
         ("window-over-mapping", ":53:13: <map>: the mapping at 0x2001000 overlaps `client_rogue`'s heap window"),
         ("tag-storage-elsewhere", "but no memory_region has phys_addr=\"0x88000000\""),
         ("client-not-a-child", "a client must be a child of `fault_handler` with id=\"4\""),
-        ("bookkeeping-too-small", "0x40000 bytes, but the pool tables need 0x79560; raise size"),
+        ("bookkeeping-too-small", "0x40000 bytes, but the pool tables need 0x79678; raise size"),
         ("bookkeeping-read-only", "<protection_domain name=\"memory_server\">: must map `server_bookkeeping` read-write: its tables live there"),
         ("server-without-dtb", "<protection_domain name=\"memory_server\">: must map `dtb` readable: it reads it at init"),
         ("client-without-done-channel", "<protection_domain name=\"client_rogue\">: needs a done channel to `fault_handler`: id=\"2\" at the client, id=\"36\" (32 + its child id) at the fault handler"),
         ("cspace-slot-64", ":43:13: <cap_vspace>: slot 64 is outside 1 to 63: the root CNode has 64 slots and slot 0 holds the PD's own CNode"),
         ("server-objects-in-pool", ":25:5: <memory_region name=\"server_objects\">: the server's kernel objects overlap the platform's data region at 0x80000000; move them out of the pool"),
-        ("server-objects-too-small", ":25:5: <memory_region name=\"server_objects\">: 0x200000 bytes, but on seL4 the server's kernel objects need 0x270000; raise size"),
-        ("channel-id-62", ":97:9: <end>: channel id 62 is above 61: Microkit has 62 channel ids per PD, 0 to 61"),
+        ("server-objects-too-small", ":25:5: <memory_region name=\"server_objects\">: 0x200000 bytes, but on seL4 the server's kernel objects need 0x272000; raise size"),
+        ("server-cspace-out-of-order", ":32:5: <protection_domain name=\"memory_server\">: on seL4 the server finds `client_bulk`'s VSpace at <cap_vspace slot=\"3\">, which is `client_lazy`'s; slot 1 is its own, then one per client in the client table's order"),
+        ("server-cspace-last-slot", ":50:13: <cap_tcb>: slot 63 is where the seL4 server keeps its frame CNode (its root CNode's last slot); use another slot"),
+        ("channel-id-62", ":102:9: <end>: channel id 62 is above 61: Microkit has 62 channel ids per PD, 0 to 61"),
     ];
     for (name, message) in cases {
         let file = format!("tests/sdf/invalid/{name}.xml");
