@@ -28,6 +28,7 @@ mod ops;
 mod placement;
 mod recall;
 mod reclaim;
+mod snapshot;
 mod tagging;
 mod validate;
 mod violation;
@@ -42,6 +43,7 @@ pub use layout::{
     MAX_REGIONS,
 };
 pub use ops::{AllocRequest, Allocation, PageInfo, PageState, Resolution};
+pub use snapshot::PoolHeader;
 pub use tagloan_mte::{Access, FrameTags, Kernel, Pfn, TagOps, FRAME_BYTES, ZERO_TAGS};
 pub use violation::{Invariant, Subject, Violation};
 
@@ -387,21 +389,12 @@ impl<'a> Pool<'a> {
         storage: Storage<'a>,
     ) -> Result<Pool<'a>, InitError> {
         let sizes = Pool::storage_sizes(&layout, clients, &config);
-        let checks = [
+        validate::check_storage_sizes([
             ("frames", sizes.frames, storage.frames.len()),
             ("page_map", sizes.page_map, storage.page_map.len()),
             ("deferred", sizes.deferred, storage.deferred.len()),
             ("clients", sizes.clients, storage.clients.len()),
-        ];
-        for (table, expected, given) in checks {
-            if expected != given {
-                return Err(InitError::StorageSize {
-                    table,
-                    expected,
-                    given,
-                });
-            }
-        }
+        ])?;
         if clients.len() > MAX_CLIENTS {
             return Err(InitError::TooManyClients {
                 count: clients.len(),

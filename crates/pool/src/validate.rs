@@ -133,3 +133,17 @@ impl Pool<'_> {
         self.pool_of(index) == PoolKind::Tag || self.layout.group_block(index).is_none()
     }
 }
+
+/// Each table's `(name, expected length, given length)` must agree.
+pub(crate) fn check_storage_sizes<const N: usize>(
+    checks: [(&'static str, usize, usize); N],
+) -> Result<(), crate::InitError> {
+    match checks.iter().find(|(_, expected, given)| expected != given) {
+        Some(&(table, expected, given)) => Err(crate::InitError::StorageSize {
+            table,
+            expected,
+            given,
+        }),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,76 @@
+//! A pool's state beside its tables, so that a copy of the tables and the
+//! header are the whole pool: a model checker (crates/pool/tests/model.rs)
+//! keeps millions of pool states this way, and resumes any of them.
+
+use crate::{InitError, Layout, Pool, Storage, MAX_CLIENTS};
+
+/// Everything of a [`Pool`] that is not in its caller-owned tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolHeader {
+    layout: Layout,
+    config: crate::Config,
+    data_lists: [[crate::FrameIndex; crate::CLASSES]; crate::ORDERS],
+    tag_lists: [crate::FrameIndex; crate::ORDERS],
+    stats: crate::Stats,
+    work: crate::Work,
+    evacuation_cursor: crate::FrameIndex,
+}
+
+impl<'a> Pool<'a> {
+    /// This pool's state beside its tables.
+    pub fn header(&self) -> PoolHeader {
+        PoolHeader {
+            layout: self.layout,
+            config: self.config,
+            data_lists: self.data_lists,
+            tag_lists: self.tag_lists,
+            stats: self.stats,
+            work: self.work,
+            evacuation_cursor: self.evacuation_cursor,
+        }
+    }
+
+    /// The pool `header` was taken from, over `storage`, which must hold
+    /// copies of that pool's tables as they were then (nothing checks the
+    /// contents here: [`Pool::check_invariants`] does). The table sizes are
+    /// checked against the header's layout and config and the clients'
+    /// windows.
+    pub fn resume(header: PoolHeader, storage: Storage<'a>) -> Result<Pool<'a>, InitError> {
+        let page_map: usize = storage
+            .clients
+            .iter()
+            .map(|c| c.window_pages as usize)
+            .sum();
+        crate::validate::check_storage_sizes([
+            (
+                "frames",
+                header.layout.frames_total() as usize,
+                storage.frames.len(),
+            ),
+            ("page_map", page_map, storage.page_map.len()),
+            (
+                "deferred",
+                usize::from(header.config.deferred_slots),
+                storage.deferred.len(),
+            ),
+        ])?;
+        if storage.clients.len() > MAX_CLIENTS {
+            return Err(InitError::TooManyClients {
+                count: storage.clients.len(),
+            });
+        }
+        Ok(Pool {
+            layout: header.layout,
+            config: header.config,
+            frames: storage.frames,
+            page_map: storage.page_map,
+            deferred: storage.deferred,
+            clients: storage.clients,
+            data_lists: header.data_lists,
+            tag_lists: header.tag_lists,
+            stats: header.stats,
+            work: header.work,
+            evacuation_cursor: header.evacuation_cursor,
+        })
+    }
+}
