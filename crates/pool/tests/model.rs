@@ -21,6 +21,7 @@
 //! states, the depth and the command that reproduces them.
 
 use std::hash::{Hash, Hasher};
+use std::io::Write;
 
 use stateright::{Checker, Model, Property};
 use tagloan_mte::{Access, FrameTags, Kernel, Pfn, TagOps};
@@ -543,6 +544,11 @@ fn layouts() -> Vec<PoolModel> {
     ]
 }
 
+/// A line past the test harness's capture, so `make test` shows it.
+fn report(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 #[test]
 fn every_reachable_state_of_small_layouts_keeps_the_invariants() {
     let long = std::env::var("ASSURE_LONG").is_ok_and(|v| v == "1");
@@ -561,11 +567,11 @@ fn every_reachable_state_of_small_layouts_keeps_the_invariants() {
             .join();
         let explored = checker.unique_state_count();
         total += explored;
-        eprintln!(
+        report(format_args!(
             "model check ({name}): {explored} states, depth {}, {} transitions; reproduce: MODEL_STATES={states} cargo test --release -p tagloan-pool --test model",
             checker.max_depth(),
             checker.state_count(),
-        );
+        ));
         for (property, path) in checker.discoveries() {
             // An `always` property discovered is a counterexample; a
             // `sometimes` one, an example.
@@ -575,10 +581,10 @@ fn every_reachable_state_of_small_layouts_keeps_the_invariants() {
                     path.into_actions()
                 );
             }
-            eprintln!(
+            report(format_args!(
                 "  reached: {property} (in {} actions)",
                 path.into_actions().len()
-            );
+            ));
         }
         for wanted in [
             "tag storage lent as data",
@@ -592,5 +598,5 @@ fn every_reachable_state_of_small_layouts_keeps_the_invariants() {
             );
         }
     }
-    eprintln!("model check: {total} states in all");
+    report(format_args!("model check: {total} states in all"));
 }
