@@ -5,7 +5,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run map bench check test test-rust test-mte test-sel4 test-sel4-mte sdk-mte cross image qemu platforms lint fmt clean
+.PHONY: all deps build run map bench check test test-rust test-mte test-assure test-sel4 test-sel4-mte sdk-mte cross image qemu platforms lint fmt clean
 
 all: build
 
@@ -14,9 +14,10 @@ all: build
 # dtc (device-tree-compiler) builds the platform blobs; the aarch64 cross
 # gcc and qemu-user build and run the hardware MTE test; qemu-system-arm
 # boots the seL4 image and libclang-dev serves rust-sel4's bindgen; cmake,
-# ninja, xmllint and patch build the patched seL4 SDK (make sdk-mte).
+# ninja, xmllint and patch build the patched seL4 SDK (make sdk-mte); spin
+# checks the fault protocol's model (make test-assure).
 APT_PACKAGES := device-tree-compiler gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user binutils \
-	qemu-system-arm libclang-dev cmake ninja-build libxml2-utils patch
+	qemu-system-arm libclang-dev cmake ninja-build libxml2-utils patch spin
 RUST_TARGETS := aarch64-unknown-linux-gnu aarch64-unknown-none
 
 deps:
@@ -66,7 +67,7 @@ bench: platforms
 # the seL4 boot test (SKIPPED without MICROKIT_SDK), and MTE on seL4 with
 # our kernel patches (SKIPPED without the seL4 and Microkit sources).
 # TAGLOAN_CASES and TAGLOAN_SEED change the property run.
-test: platforms test-mte cross test-rust test-sel4 test-sel4-mte
+test: platforms test-mte cross test-rust test-assure test-sel4 test-sel4-mte
 
 # The hardware MTE test: real IRG/STG/LDG/DC GZVA under qemu-aarch64 -cpu max.
 # Where the cross tools are missing it says SKIPPED; TAGLOAN_REQUIRE_MTE=1
@@ -80,6 +81,13 @@ test-mte:
 		echo "mte-hw: SKIPPED: missing$$missing; run make deps as root to install them"; exit 0; \
 	fi; \
 	$(CARGO) run -q -p tagloan-mte-hw --target aarch64-unknown-linux-gnu
+
+# The fault protocol's Promela model (assure/fault_protocol.pml), checked
+# with spin for deadlock, its assertions and its LTL property, and three
+# broken copies that must fail. SKIPPED without spin;
+# TAGLOAN_REQUIRE_SPIN=1 (set by CI) turns that into a failure.
+test-assure:
+	tests/assure/spin-test
 
 # Every PD's logic builds no_std for the seL4 target (aarch64-unknown-none),
 # without rust-sel4: what a machine with no seL4 pieces can check.
