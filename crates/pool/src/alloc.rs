@@ -45,6 +45,11 @@ impl Pool<'_> {
             }
         }
         if state.frames_used + pages > state.quota_frames {
+            if cfg!(feature = "inject-refusal-side-effect") {
+                // Injected bug (tests/model.rs): a refusal that counts a
+                // migration, so it changes the pool.
+                self.stats.migrations += 1;
+            }
             return Err(PoolError::OutOfQuota {
                 client,
                 used: state.frames_used,
@@ -151,7 +156,9 @@ impl Pool<'_> {
                 .expect("every page of an allocation is mapped");
             self.release_page(machine, index);
         }
-        self.clients[usize::from(client)].frames_used -= pages;
+        if !cfg!(feature = "inject-quota-leak") {
+            self.clients[usize::from(client)].frames_used -= pages;
+        }
         Ok(pages)
     }
 

@@ -30,7 +30,9 @@ impl Pool<'_> {
                 return Ok(start);
             }
         }
-        self.evacuation_cursor = cursor;
+        if !cfg!(feature = "inject-stuck-evacuation-cursor") {
+            self.evacuation_cursor = cursor;
+        }
         Err(PoolError::NoMemory { frames })
     }
 

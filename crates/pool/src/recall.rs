@@ -78,6 +78,10 @@ impl Pool<'_> {
             let mut moved = 0;
             for frame in self.layout.block_tag_frames(block) {
                 if let Frame::Owned(_) = self.entry(frame) {
+                    if cfg!(feature = "inject-skip-recall") {
+                        // Injected bug (tests/model.rs): the borrower stays.
+                        continue;
+                    }
                     let destination = self.take_movable_destination();
                     self.migrate(machine, frame, destination);
                     self.set(frame, Frame::TagReservedTail);
