@@ -5,7 +5,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run map bench check test test-rust test-mte test-assure test-sel4 test-sel4-mte sdk-mte cross image qemu platforms lint fmt clean
+.PHONY: all deps build run map bench check test test-rust test-mte test-assure test-fuzz test-sel4 test-sel4-mte sdk-mte cross image qemu platforms lint fmt clean
 
 all: build
 
@@ -40,6 +40,8 @@ deps:
 	@for t in $(RUST_TARGETS); do rustup target list --installed 2>/dev/null | grep -qx $$t || rustup target add $$t; done
 	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+	@# The fuzz targets (make test-fuzz).
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install -q --locked cargo-fuzz
 	@echo "deps: ok"
 
 build:
@@ -67,7 +69,7 @@ bench: platforms
 # the seL4 boot test (SKIPPED without MICROKIT_SDK), and MTE on seL4 with
 # our kernel patches (SKIPPED without the seL4 and Microkit sources).
 # TAGLOAN_CASES and TAGLOAN_SEED change the property run.
-test: platforms test-mte cross test-rust test-assure test-sel4 test-sel4-mte
+test: platforms test-mte cross test-rust test-assure test-fuzz test-sel4 test-sel4-mte
 
 # The hardware MTE test: real IRG/STG/LDG/DC GZVA under qemu-aarch64 -cpu max.
 # Where the cross tools are missing it says SKIPPED; TAGLOAN_REQUIRE_MTE=1
@@ -88,6 +90,12 @@ test-mte:
 # TAGLOAN_REQUIRE_SPIN=1 (set by CI) turns that into a failure.
 test-assure:
 	tests/assure/spin-test
+
+# The cargo fuzz targets (fuzz/), each for FUZZ_SECONDS (30) from its seeds
+# in fuzz/corpus/. SKIPPED without cargo-fuzz; TAGLOAN_REQUIRE_FUZZ=1 (set by
+# CI) turns that into a failure.
+test-fuzz:
+	tests/fuzz/fuzz-test
 
 # Every PD's logic builds no_std for the seL4 target (aarch64-unknown-none),
 # without rust-sel4: what a machine with no seL4 pieces can check.
@@ -154,6 +162,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p tagloan-mte -p tagloan-mte-hw --target aarch64-unknown-linux-gnu --all-targets -- -D warnings
 	cd sel4 && $(CARGO) fmt --all --check
+	cd fuzz && $(CARGO) fmt --all --check
 	rustfmt --edition 2021 --check sel4/initialiser/src/main.rs
 	@if [ -n "$$MICROKIT_SDK" ]; then \
 		cd sel4 && SEL4_INCLUDE_DIRS=$$MICROKIT_SDK/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)/include RUSTC_BOOTSTRAP=1 \
@@ -167,4 +176,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf build sel4/target
+	rm -rf build sel4/target fuzz/target
