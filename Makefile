@@ -5,7 +5,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run map bench check test test-rust test-mte test-assure test-fuzz test-sel4 test-sel4-mte sdk-mte cross image qemu platforms lint fmt clean
+.PHONY: all deps build run map bench check assure test test-rust test-mte test-assure test-fuzz test-sel4 test-sel4-mte sdk-mte cross image qemu platforms lint fmt clean
 
 all: build
 
@@ -89,13 +89,20 @@ test-mte:
 # broken copies that must fail. SKIPPED without spin;
 # TAGLOAN_REQUIRE_SPIN=1 (set by CI) turns that into a failure.
 test-assure:
-	tests/assure/spin-test
+	@mkdir -p target
+	set -o pipefail; tests/assure/spin-test | tee target/spin.log
+
+# One table of what every checker checked, from make test's logs (runs a
+# checker whose log is missing).
+assure:
+	tools/assure
 
 # The cargo fuzz targets (fuzz/), each for FUZZ_SECONDS (30) from its seeds
 # in fuzz/corpus/. SKIPPED without cargo-fuzz; TAGLOAN_REQUIRE_FUZZ=1 (set by
 # CI) turns that into a failure.
 test-fuzz:
-	tests/fuzz/fuzz-test
+	@mkdir -p target
+	set -o pipefail; tests/fuzz/fuzz-test | tee target/fuzz.log
 
 # Every PD's logic builds no_std for the seL4 target (aarch64-unknown-none),
 # without rust-sel4: what a machine with no seL4 pieces can check.
