@@ -170,6 +170,34 @@ struct State {
     refusal_changed_state: bool,
     /// The client whose frames the last action reclaimed (if it held any).
     reclaimed: Option<u8>,
+    /// What the `sometimes` properties look for, read from the pool when the
+    /// state was made.
+    seen: Seen,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Seen {
+    lent: bool,
+    recalled: bool,
+    migrated: bool,
+    awaiting_tags: bool,
+}
+
+impl Seen {
+    fn of(pool: &Pool<'_>) -> Seen {
+        let stats = pool.stats();
+        Seen {
+            lent: stats.tag_frames_lent > 0,
+            recalled: stats.recalls > 0,
+            migrated: stats.migrations > 0,
+            awaiting_tags: (0..pool.layout().frames_total()).any(|i| {
+                matches!(
+                    pool.frame(i).and_then(Result::ok),
+                    Some(Frame::Owned(o)) if o.mode == Mode::MetadataNone
+                )
+            }),
+        }
+    }
 }
 
 impl Hash for State {
@@ -302,6 +330,7 @@ impl Model for PoolModel {
             violation: None,
             refusal_changed_state: false,
             reclaimed: None,
+            seen: Seen::default(),
         }]
     }
 
@@ -341,7 +370,7 @@ impl Model for PoolModel {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let result = apply(pool, action);
                 let violation = pool.check_invariants().err().map(|v| format!("{v:?}"));
-                (result, violation)
+                (result, violation, Seen::of(pool))
             }))
             .unwrap_or_else(|panic| {
                 let text = panic
@@ -352,10 +381,11 @@ impl Model for PoolModel {
                 (
                     Err(PoolError::Unsupported),
                     Some(format!("the pool panicked: {text}")),
+                    Seen::default(),
                 )
             })
         });
-        let (result, violation) = result;
+        let (result, violation, seen) = result;
         let refused = result.is_err();
         // As I12 sees it: the tables and what the fingerprint covers (not
         // the evacuation cursor, a placement hint, nor failure counts).
@@ -379,6 +409,7 @@ impl Model for PoolModel {
                 (Action::Reclaim { client }, Ok(frames)) if frames > 0 => Some(client),
                 _ => None,
             },
+            seen,
         })
     }
 
@@ -401,37 +432,13 @@ impl Model for PoolModel {
                         .is_none_or(|client| reclaim_probe_ok(&s.pool, client))
                 },
             ),
-            Property::sometimes("tag storage lent as data", |_, s: &State| {
-                s.pool.header_stats().tag_frames_lent > 0
-            }),
-            Property::sometimes("a lent block recalled", |_, s: &State| {
-                s.pool.header_stats().recalls > 0
-            }),
-            Property::sometimes("a page migrated", |_, s: &State| {
-                s.pool.header_stats().migrations > 0
-            }),
+            Property::sometimes("tag storage lent as data", |_, s: &State| s.seen.lent),
+            Property::sometimes("a lent block recalled", |_, s: &State| s.seen.recalled),
+            Property::sometimes("a page migrated", |_, s: &State| s.seen.migrated),
             Property::sometimes("a page awaiting its tags", |_, s: &State| {
-                s.pool
-                    .count(|f| matches!(f, Frame::Owned(o) if o.mode == Mode::MetadataNone))
-                    > 0
+                s.seen.awaiting_tags
             }),
         ]
-    }
-}
-
-impl PoolState {
-    fn header_stats(&self) -> tagloan_pool::Stats {
-        self.with_pool(|pool| pool.stats()).1
-    }
-
-    fn count(&self, matches: impl Fn(Frame) -> bool) -> usize {
-        self.with_pool(|pool| {
-            (0..pool.layout().frames_total())
-                .filter_map(|i| pool.frame(i).and_then(Result::ok))
-                .filter(|f| matches(*f))
-                .count()
-        })
-        .1
     }
 }
 

@@ -26,6 +26,23 @@ pub fn assert_sound(r: &Report) {
     );
 }
 
+/// The pointer's and the memory's tags in the fault handler's report of a
+/// tag-check fault (`... pointer tag 0xP, memory tag 0xM; ...`).
+pub fn reported_tags(line: &str) -> (u8, u8) {
+    let tag = |name: &str| {
+        let at = line
+            .find(name)
+            .unwrap_or_else(|| panic!("no `{name}` in {line}"))
+            + name.len();
+        let digits = line[at..]
+            .split(|c: char| !c.is_ascii_hexdigit())
+            .next()
+            .unwrap_or("");
+        u8::from_str_radix(digits, 16).unwrap_or_else(|_| panic!("no tag after `{name}` in {line}"))
+    };
+    (tag("pointer tag 0x"), tag("memory tag 0x"))
+}
+
 /// Every frame came back: the free counts equal those after start-up.
 pub fn assert_no_leak(r: &Report) {
     assert!(r.quiescent, "{}: the system did not finish", r.scenario);

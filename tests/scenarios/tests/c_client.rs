@@ -1,7 +1,7 @@
 //! The C client (`pds/client_c/client_c.c`) in the simulator, on the host
 //! libmicrokit: the same source the seL4 image builds with the SDK.
 
-use tagloan_scenario_tests::{assert_no_leak, assert_sound, report};
+use tagloan_scenario_tests::{assert_no_leak, assert_sound, report, reported_tags};
 use tagloan_scenarios::{run_plans, CPlan, Options, Plans};
 
 fn run_c(name: &str, plan: CPlan) -> tagloan_scenarios::Report {
@@ -74,11 +74,8 @@ fn the_c_clients_use_after_free_is_caught_by_a_tag_check_fault_and_it_is_stopped
             )
         });
     assert!(before < r.trace.find(line).unwrap());
-    let tag = |name: &str| {
-        let at = line.find(name).unwrap() + name.len();
-        line[at..].chars().next().unwrap()
-    };
-    assert_ne!(tag("pointer tag 0x"), tag("memory tag 0x"), "{line}");
+    let (pointer, memory) = reported_tags(line);
+    assert_ne!(pointer, memory, "{line}");
     assert!(r.trace.contains("reclaimed 2 frames of client_c"));
     assert!(r.trace.contains("final: 4 clients finished, 1 stopped"));
 }

@@ -1,7 +1,7 @@
 //! Use after free: a stale tagged pointer faults, and the client is stopped
 //! and reclaimed.
 
-use tagloan_scenario_tests::{assert_no_leak, assert_sound, report};
+use tagloan_scenario_tests::{assert_no_leak, assert_sound, report, reported_tags};
 use tagloan_scenarios::{run, Options, Scenario};
 
 #[test]
@@ -33,19 +33,8 @@ fn a_stale_tagged_pointer_takes_a_tag_check_fault_and_the_client_is_stopped() {
         .lines()
         .find(|l| l.contains("MTE tag-check fault in client_tagged_heap"))
         .expect("the fault handler reports the fault");
-    let tag = |name: &str| {
-        let at = line.find(name).unwrap() + name.len();
-        u8::from_str_radix(
-            line[at..]
-                .trim_start_matches("0x")
-                .split(|c: char| !c.is_ascii_hexdigit())
-                .next()
-                .unwrap(),
-            16,
-        )
-        .unwrap()
-    };
-    assert_ne!(tag("pointer tag 0x"), tag("memory tag 0x"), "{line}");
+    let (pointer, memory) = reported_tags(line);
+    assert_ne!(pointer, memory, "{line}");
     assert!(r.trace.contains("reclaimed 2 frames of client_tagged_heap"));
 }
 
