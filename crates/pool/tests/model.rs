@@ -16,7 +16,7 @@
 //!   recall, a migration, a page awaiting tags.
 //!
 //! The checker stops after `MODEL_STATES` states generated per layout
-//! (default 600,000; `ASSURE_LONG=1`: 8,000,000), breadth first, so every
+//! (default 4,000,000; `ASSURE_LONG=1`: 24,000,000), breadth first, so every
 //! state above the depth it reports is explored. It prints the distinct
 //! states, the depth and the command that reproduces them.
 
@@ -595,7 +595,7 @@ fn every_reachable_state_of_small_layouts_keeps_the_invariants() {
     let states: usize = std::env::var("MODEL_STATES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if long { 8_000_000 } else { 600_000 });
+        .unwrap_or(if long { 24_000_000 } else { 4_000_000 });
     let mut total = 0;
     for model in layouts() {
         let name = model.name;

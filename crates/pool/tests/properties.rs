@@ -92,6 +92,17 @@ enum Op {
     Reclaim {
         client: u8,
     },
+    /// Free a slot and allocate it again at once, tagged or not at even
+    /// odds (contiguous at times): churn at full memory, which is what makes
+    /// the pool lend, recall, migrate and park tags. A third of the weight:
+    /// before it, recalls came once in 10,000 steps.
+    Churn {
+        client: u8,
+        slot: u8,
+        order: u8,
+        tagged: bool,
+        contiguous: bool,
+    },
     Rogue {
         client: u8,
         slot: u8,
@@ -106,7 +117,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         40 => (c.clone(), s.clone(), 0u8..=3, prop::bool::weighted(0.3), prop::bool::weighted(0.15), prop::bool::weighted(0.15))
             .prop_map(|(client, slot, order, tagged, pinned, contiguous)| Op::Alloc { client, slot, order, tagged, pinned, contiguous }),
-        6 => (c.clone(), s.clone()).prop_map(|(client, slot)| Op::Free { client, slot }),
+        3 => (c.clone(), s.clone()).prop_map(|(client, slot)| Op::Free { client, slot }),
         14 => (c.clone(), s.clone(), p.clone(), any::<u8>()).prop_map(|(client, slot, page, value)| Op::Write { client, slot, page, value }),
         5 => (c.clone(), s.clone(), p.clone(), 0u8..16).prop_map(|(client, slot, page, tag)| Op::Retag { client, slot, page, tag }),
         8 => (c.clone(), s.clone(), p.clone(), 1u8..=8).prop_map(|(client, slot, page, pages)| Op::Enable { client, slot, page, pages }),
@@ -115,6 +126,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (c.clone(), s.clone(), p.clone()).prop_map(|(client, slot, page)| Op::Pin { client, slot, page }),
         3 => (c.clone(), s.clone(), p.clone()).prop_map(|(client, slot, page)| Op::Unpin { client, slot, page }),
         1 => c.clone().prop_map(|client| Op::Reclaim { client }),
+        40 => (c.clone(), s.clone(), 0u8..=1, prop::bool::weighted(0.5), prop::bool::weighted(0.35))
+            .prop_map(|(client, slot, order, tagged, contiguous)| Op::Churn { client, slot, order, tagged, contiguous }),
         5 => (c, s, 0u8..7).prop_map(|(client, slot, kind)| Op::Rogue { client, slot, kind }),
     ]
 }
@@ -132,7 +145,9 @@ fn setup() -> impl Strategy<Value = Setup> {
         // lending and recall more often than LastResort; both stay covered.
         prop::bool::weighted(0.75),
         prop::bool::weighted(0.25),
-        0u16..4,
+        // Deferred-tag slots: none (evacuation must refuse a range holding
+        // a tagged page) to enough to park several tag sets.
+        0u16..=6,
     )
         .prop_map(|(balanced, any_page, deferred_slots)| Setup {
             lend: if balanced {
@@ -406,6 +421,34 @@ impl World<'_> {
                 if self.attempt(|p, m| p.reclaim_client(m, client)).is_some() {
                     self.shadow.retain(|&(c, _), _| c != client);
                 }
+            }
+            Op::Churn {
+                client,
+                slot,
+                order,
+                tagged,
+                contiguous,
+            } => {
+                // The new allocation has the old one's size, so the pool
+                // stays as full as it was.
+                let first = vaddr(client, slot, 0) / PAGE;
+                let held = (0..SLOT_PAGES)
+                    .take_while(|i| self.shadow.contains_key(&(client, first + i)))
+                    .count() as u32;
+                let order = if held == 0 {
+                    order
+                } else {
+                    self.step(&Op::Free { client, slot });
+                    held.ilog2() as u8
+                };
+                self.step(&Op::Alloc {
+                    client,
+                    slot,
+                    order,
+                    tagged,
+                    pinned: false,
+                    contiguous,
+                });
             }
             Op::Rogue { client, slot, kind } => {
                 let other = (client + 1) % CLIENTS;

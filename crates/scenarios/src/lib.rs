@@ -8,10 +8,12 @@
 
 pub mod observe;
 mod random;
+mod scripted;
 
 use std::path::{Path, PathBuf};
 
 pub use random::RandomClient;
+pub use scripted::{check_scripted, run_script, scripted_registry, Scripted, SCRIPTED_CLIENTS};
 use tagloan_client::{Env, Paced, Progress, Stopped, Worker};
 use tagloan_sim::{
     Audit, Config, Constructor, Hosted, Injection, Pd, Registry, Sim, SimError, Summary,
@@ -421,6 +423,11 @@ pub struct Run {
 impl Run {
     /// Loads the system and starts it (every PD's `init`).
     pub fn start(name: &str, plans: Plans, options: &Options) -> Result<Run, SimError> {
+        Run::start_with(name, &registry(plans), options)
+    }
+
+    /// Loads the system with the PDs of `registry` and starts it.
+    pub fn start_with(name: &str, registry: &Registry, options: &Options) -> Result<Run, SimError> {
         let config = Config {
             seed: options.seed,
             keep_trace: options.keep_trace,
@@ -428,7 +435,7 @@ impl Run {
             injections: options.injections.clone(),
             search_path: options.search_path.clone(),
         };
-        let mut sim = Sim::new(load_sdf(options)?, &registry(plans), config)?;
+        let mut sim = Sim::new(load_sdf(options)?, registry, config)?;
         sim.step();
         sim.audit_now();
         let free_initial = free_frames(sim.audit());
