@@ -64,13 +64,25 @@ impl Pool<'_> {
         // Plan.
         let mut reserve = BlockList::new();
         let mut evacuate_at = None;
+        let mut swap = None;
         let head = if request.tagged {
-            let head = self
-                .find_tagged_data(request.order)
-                .ok_or(PoolError::NoMemory { frames: pages })?;
-            reserve = self.unreserved_blocks(head, pages);
-            self.check_reservation(&reserve, pages)?;
-            head
+            match self.find_reserved_data(request.order) {
+                Some(head) => head,
+                None => match self.plan_swap(request.order) {
+                    Some(planned) => {
+                        swap = Some(planned);
+                        planned.source
+                    }
+                    None => {
+                        let head = self
+                            .find_tagged_data(request.order)
+                            .ok_or(PoolError::NoMemory { frames: pages })?;
+                        reserve = self.unreserved_blocks(head, pages);
+                        self.check_reservation(&reserve, pages)?;
+                        head
+                    }
+                },
+            }
         } else if request.pinned || request.contiguous {
             match self.find_untagged_data(request.order) {
                 Some(head) => head,
@@ -86,9 +98,15 @@ impl Pool<'_> {
         };
 
         // Commit.
-        match evacuate_at {
-            Some(start) => self.commit_evacuation(machine, start, request.order),
-            None => self.take_free_block(head, request.order),
+        match (evacuate_at, swap) {
+            (Some(start), _) => self.commit_evacuation(machine, start, request.order),
+            (None, Some(swap)) => {
+                // The untagged page moves out; the tagged one takes its frame.
+                self.take_free_block(swap.destination, 0);
+                self.migrate(machine, swap.source, swap.destination);
+                self.set(swap.source, Frame::FreeTail);
+            }
+            (None, None) => self.take_free_block(head, request.order),
         }
         self.commit_reservation(machine, &reserve);
         let mode = if request.tagged {

@@ -368,6 +368,9 @@ pub struct Pool<'a> {
     work: Work,
     /// Where the next search for a range to evacuate starts.
     evacuation_cursor: FrameIndex,
+    /// The tag block where the next search for a page to move out of a
+    /// reserved group starts (a hint, like the evacuation cursor).
+    swap_cursor: BlockId,
 }
 
 impl<'a> Pool<'a> {
@@ -463,6 +466,7 @@ impl<'a> Pool<'a> {
             stats,
             work: Work::default(),
             evacuation_cursor: 0,
+            swap_cursor: 0,
         };
         for region in 0..layout.region_count() {
             let r = *layout.region(region);

@@ -1,18 +1,26 @@
 //! Where a request's frames come from (DESIGN §4).
 //!
-//! Untagged data: the data pool, away from reserved tag blocks (their free
-//! frames are kept for tagged data), then tag storage, unless the balanced
-//! policy says tag storage first. Tagged data: the data pool only, frames
-//! whose block is reserved first, then frames whose block is free, then
-//! frames whose block is lent, cheapest recall first. Every search looks at a
-//! bounded number of list heads, never at the whole platform.
+//! Untagged data: the data pool away from reserved tag blocks, then tag
+//! storage, and the free frames of reserved groups last, so they stay for
+//! tagged data while any other frame is free (the balanced policy puts tag
+//! storage first). Tagged data: the data pool only, frames whose block is
+//! reserved first; then, rather than reserve another block, the frame of an
+//! untagged movable page in a reserved group, which moves out (one page
+//! copy); then frames whose block is free; then frames whose block is lent,
+//! cheapest recall first. Every search looks at a bounded number of list
+//! heads and frames, never at the whole platform.
 
-use crate::frame::{Class, Frame, MAX_ORDER};
+use crate::frame::{Class, Frame, Mode, MAX_ORDER};
 use crate::layout::{FrameIndex, PoolKind, NIL};
 use crate::{LendPolicy, Pool, TagPlacement};
 
 /// How many lent candidates a tagged search compares to find the cheapest recall.
 pub(crate) const LENT_CANDIDATES: u32 = 8;
+
+/// How many tag blocks, and how many data frames of their groups, a tagged
+/// request reads looking for an untagged page to move out of a reserved group.
+pub(crate) const SWAP_BLOCKS: u32 = 16;
+pub(crate) const SWAP_FRAMES: u32 = 64;
 
 /// Untagged data avoids reserved groups; among the rest, lent groups first,
 /// so that groups whose block is free stay cheap to reserve later.
@@ -23,22 +31,54 @@ const UNTAGGED_CLASSES: [Class; 4] = [
     Class::Reserved,
 ];
 
+/// The data classes away from reserved groups, in the order untagged data
+/// takes them.
+const AWAY_FROM_RESERVED: [Class; 3] = [Class::Untaggable, Class::Lent, Class::FreeBlock];
+
+/// Where a tagged request's page comes from, when it does not come from a
+/// free frame (whose block may need reserving).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Swap {
+    /// The frame, in a reserved group, of the untagged movable page that
+    /// moves out; the tagged page takes it.
+    pub(crate) source: FrameIndex,
+    /// The free block (head) the untagged page moves to.
+    pub(crate) destination: FrameIndex,
+}
+
 impl Pool<'_> {
+    /// The head of a free data block of at least `order` in one of `classes`,
+    /// classes first.
+    fn find_data_in(&self, classes: &[Class], order: u8) -> Option<FrameIndex> {
+        classes.iter().find_map(|&class| {
+            (order..=MAX_ORDER)
+                .map(|found| self.first_free(PoolKind::Data, found, class))
+                .find(|&head| head != NIL)
+        })
+    }
+
     /// A free data block of at least `order` for untagged data: its head.
     pub(crate) fn find_untagged_data(&mut self, order: u8) -> Option<FrameIndex> {
         match self.config.placement {
-            TagPlacement::Affinity => {
-                for class in UNTAGGED_CLASSES {
-                    for found in order..=MAX_ORDER {
-                        let head = self.first_free(PoolKind::Data, found, class);
-                        if head != NIL {
-                            return Some(head);
-                        }
-                    }
-                }
-                None
-            }
+            TagPlacement::Affinity => self.find_data_in(&UNTAGGED_CLASSES, order),
             TagPlacement::AnyPage => self.find_any_data(order, false),
+        }
+    }
+
+    /// Where an untagged movable page goes when no policy puts it in tag
+    /// storage first (a recall's borrowers, a swap's page, last-resort
+    /// lending): data away from reserved groups, then tag storage, then the
+    /// free frames of reserved groups (with affinity; any page takes the
+    /// data pool, then tag storage).
+    pub(crate) fn find_movable_destination(&mut self, order: u8) -> Option<FrameIndex> {
+        match self.config.placement {
+            TagPlacement::Affinity => self
+                .find_data_in(&AWAY_FROM_RESERVED, order)
+                .or_else(|| self.find_tag_storage(order))
+                .or_else(|| self.find_data_in(&[Class::Reserved], order)),
+            TagPlacement::AnyPage => self
+                .find_any_data(order, false)
+                .or_else(|| self.find_tag_storage(order)),
         }
     }
 
@@ -63,8 +103,58 @@ impl Pool<'_> {
             self.find_tag_storage(order)
                 .or_else(|| self.find_untagged_data(order))
         } else {
-            self.find_untagged_data(order)
-                .or_else(|| self.find_tag_storage(order))
+            self.find_movable_destination(order)
+        }
+    }
+
+    /// With affinity, when no reserved group has a free frame: an untagged
+    /// movable page in a reserved group, and a free frame for it elsewhere,
+    /// so that an order-0 tagged page takes its frame instead of reserving
+    /// another block. Reads at most [`SWAP_BLOCKS`] tag blocks from a
+    /// rotating cursor and [`SWAP_FRAMES`] data frames of their groups, all
+    /// counted. The cursor is a hint, like the evacuation cursor: not pool
+    /// state, and not in the I12 fingerprint.
+    pub(crate) fn plan_swap(&mut self, order: u8) -> Option<Swap> {
+        let blocks = self.layout.blocks_total();
+        if order != 0 || self.config.placement != TagPlacement::Affinity || blocks == 0 {
+            return None;
+        }
+        let destination = self.find_movable_destination(0)?;
+        let mut block = self.swap_cursor % blocks;
+        let mut frames_read = 0;
+        for _ in 0..SWAP_BLOCKS.min(blocks) {
+            self.work.frames_scanned += 1;
+            if self.block_reserved(block) {
+                for index in self.layout.block_data_frames(block) {
+                    if frames_read == SWAP_FRAMES {
+                        self.swap_cursor = block;
+                        return None;
+                    }
+                    frames_read += 1;
+                    self.work.frames_scanned += 1;
+                    if let Frame::Owned(o) = self.entry(index) {
+                        if o.mode == Mode::Untagged && !o.pinned && !o.contiguous {
+                            self.swap_cursor = block;
+                            return Some(Swap {
+                                source: index,
+                                destination,
+                            });
+                        }
+                    }
+                }
+            }
+            block = (block + 1) % blocks;
+        }
+        self.swap_cursor = block;
+        None
+    }
+
+    /// With affinity, a free data block of at least `order` whose every
+    /// touched tag block is reserved: tagging it costs nothing.
+    pub(crate) fn find_reserved_data(&self, order: u8) -> Option<FrameIndex> {
+        match self.config.placement {
+            TagPlacement::Affinity => self.find_data_in(&[Class::Reserved], order),
+            TagPlacement::AnyPage => None,
         }
     }
 

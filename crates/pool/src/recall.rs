@@ -100,12 +100,11 @@ impl Pool<'_> {
         }
     }
 
-    /// Takes one free frame for untagged movable data: the data pool first.
-    /// The caller has checked that one exists.
+    /// Takes one free frame for untagged movable data: the data pool away
+    /// from reserved groups first. The caller has checked that one exists.
     pub(crate) fn take_movable_destination(&mut self) -> FrameIndex {
         let head = self
-            .find_untagged_data(0)
-            .or_else(|| self.find_tag_storage(0))
+            .find_movable_destination(0)
             .expect("plan checked that a destination exists");
         self.take_free_block(head, 0);
         head

@@ -14,6 +14,7 @@ pub struct PoolHeader {
     stats: crate::Stats,
     work: crate::Work,
     evacuation_cursor: crate::FrameIndex,
+    swap_cursor: crate::layout::BlockId,
 }
 
 impl<'a> Pool<'a> {
@@ -27,6 +28,7 @@ impl<'a> Pool<'a> {
             stats: self.stats,
             work: self.work,
             evacuation_cursor: self.evacuation_cursor,
+            swap_cursor: self.swap_cursor,
         }
     }
 
@@ -71,6 +73,7 @@ impl<'a> Pool<'a> {
             stats: header.stats,
             work: header.work,
             evacuation_cursor: header.evacuation_cursor,
+            swap_cursor: header.swap_cursor,
         })
     }
 }

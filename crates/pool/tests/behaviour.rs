@@ -49,6 +49,71 @@ fn untagged_data_uses_the_data_pool_first_and_then_borrows_tag_storage() {
     assert_eq!(pool.stats().tag_frames_free, 1);
 }
 
+/// Group 0 of the small rig is data frames 0x80000..0x80020, group 1 the rest.
+fn in_group_0(pfn: u64) -> bool {
+    (0x80000..0x80020).contains(&pfn)
+}
+
+#[test]
+fn untagged_data_takes_tag_storage_before_the_free_frames_of_a_reserved_group() {
+    small_rig!(pool, machine);
+    // A tagged page reserves block 0: group 0's other 31 frames are kept for
+    // tagged data while any other frame is free.
+    alloc_checked(&mut pool, &mut machine, 0, tagged(page(0, 0), 0)).unwrap();
+    for n in 0..32 {
+        let a = alloc_checked(&mut pool, &mut machine, 1, untagged(page(1, n), 0)).unwrap();
+        assert!(!a.in_tag_storage && !in_group_0(a.first_frame), "page {n}");
+    }
+    let lent = alloc_checked(&mut pool, &mut machine, 1, untagged(page(1, 32), 0)).unwrap();
+    assert!(lent.in_tag_storage, "tag storage before a reserved group");
+    assert_eq!(pool.stats().data_frames_free, 31);
+    // Only the reserved group is left.
+    let last = alloc_checked(&mut pool, &mut machine, 1, untagged(page(1, 33), 0)).unwrap();
+    assert!(in_group_0(last.first_frame));
+    assert_invariants(&pool);
+}
+
+#[test]
+fn a_tagged_page_takes_the_frame_of_an_untagged_page_moved_out_of_a_reserved_group_rather_than_reserve_a_block(
+) {
+    small_rig!(pool, machine);
+    alloc_checked(&mut pool, &mut machine, 0, tagged(page(0, 0), 0)).unwrap();
+    // Memory full: group 1, the free tag frame, then group 0's 31 frames.
+    for n in 0..64 {
+        alloc_checked(&mut pool, &mut machine, 1, untagged(page(1, n), 0)).unwrap();
+        machine
+            .store(1, page(1, n), &n.to_le_bytes())
+            .expect("an untagged page takes stores");
+    }
+    assert_eq!(
+        pool.stats().data_frames_free + pool.stats().tag_frames_free,
+        0
+    );
+    // Free one page of group 1, whose block is lent: the only free frame.
+    pool.free(&mut machine, 1, page(1, 5)).unwrap();
+    let before = pool.stats();
+    let a = alloc_checked(&mut pool, &mut machine, 0, tagged(page(0, 1), 0)).unwrap();
+    let after = pool.stats();
+    assert!(
+        in_group_0(a.first_frame),
+        "the tagged page lives in the reserved group"
+    );
+    assert_eq!(after.blocks_reserved, 1, "no other block reserved");
+    assert_eq!(after.recalls, before.recalls, "nothing recalled");
+    assert_eq!(
+        after.migrations,
+        before.migrations + 1,
+        "one page moved out"
+    );
+    assert_eq!(after.tag_frames_lent, 1, "the lent frame stays lent");
+    for n in (0..64).filter(|&n| n != 5) {
+        let mut out = [0u8; 8];
+        machine.load(1, page(1, n), &mut out).unwrap();
+        assert_eq!(u64::from_le_bytes(out), n, "page {n}");
+    }
+    assert_invariants(&pool);
+}
+
 #[test]
 fn balanced_policy_lends_tag_storage_while_it_is_over_half_of_free_memory() {
     let config = Config {
@@ -485,10 +550,16 @@ fn a_contiguous_request_evacuates_a_range_and_a_tagged_page_moves_with_its_tags_
 fn an_evacuated_tagged_page_parks_its_tags_when_no_reserved_frame_is_free() {
     small_rig!(pool, machine);
     // Group 0 (frames 0..32): one tagged page at frame 0, the rest untagged.
+    // Untagged pages take group 0's frames last (after group 1 and the free
+    // tag frame), so memory is filled: 64 untagged pages.
     alloc_checked(&mut pool, &mut machine, 0, tagged(page(0, 0), 0)).unwrap();
-    for n in 1..64 {
+    for n in 1..65 {
         alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, n), 0)).unwrap();
     }
+    assert_eq!(
+        pool.stats().data_frames_free + pool.stats().tag_frames_free,
+        0
+    );
     machine
         .store_page_tags(0, page(0, 0), &uniform_tags(Tag::from_low_bits(6)))
         .unwrap();

@@ -1,0 +1,254 @@
+//! What the benchmarks run on: machines that do nothing or only copy, the
+//! pool's tables owned in `Vec`s, pool states frozen to start each sample
+//! from, and the timing helpers (medians, alternating batches).
+
+use std::time::Instant;
+
+use tagloan_mte::{FrameTags, Pfn, TagOps};
+use tagloan_pool::{
+    Access, AllocRequest, ClientSpec, ClientState, Config, DeferredSlot, FrameEntry, Kernel,
+    Layout, Pool, PoolHeader, RegionSpec, Storage, TagSpec,
+};
+
+/// The first page of the one client's window.
+pub const WINDOW: u64 = 0x4000_0000;
+pub const PAGE: u64 = 4096;
+
+/// A machine that does nothing: the pool's bookkeeping alone.
+pub struct NullMachine;
+
+impl Kernel for NullMachine {
+    fn map(&mut self, _: u8, _: u64, _: Pfn, _: Access) {}
+    fn unmap(&mut self, _: u8, _: u64) {}
+    fn copy_frame(&mut self, _: Pfn, _: Pfn) {}
+    fn zero_frame(&mut self, _: Pfn) {}
+}
+
+impl TagOps for NullMachine {
+    fn zero_tags(&mut self, _: Pfn) {}
+    fn copy_tags(&mut self, _: Pfn, _: Pfn) {}
+    fn read_tags(&mut self, _: Pfn, tags: &mut FrameTags) {
+        *tags = [0; 128];
+    }
+    fn write_tags(&mut self, _: Pfn, _: &FrameTags) {}
+}
+
+/// Frames of [`CopyMachine`]'s ring.
+const RING: usize = 64;
+
+/// A machine whose page copies and zeroing are real 4 KiB `memcpy`s and
+/// `memset`s, over a ring of 64 frames (so a platform of any size fits in
+/// 256 KiB); maps and tags cost nothing. What a recall costs beside its
+/// copies is then the pool's own work.
+pub struct CopyMachine {
+    ring: Vec<[u8; 4096]>,
+}
+
+impl CopyMachine {
+    pub fn new() -> CopyMachine {
+        CopyMachine {
+            ring: vec![[0x5a; 4096]; RING],
+        }
+    }
+}
+
+fn slot(pfn: Pfn) -> usize {
+    (pfn as usize) % RING
+}
+
+impl Kernel for CopyMachine {
+    fn map(&mut self, _: u8, _: u64, _: Pfn, _: Access) {}
+    fn unmap(&mut self, _: u8, _: u64) {}
+    fn copy_frame(&mut self, from: Pfn, to: Pfn) {
+        let (from, mut to) = (slot(from), slot(to));
+        if from == to {
+            to = (to + 1) % RING;
+        }
+        let source = self.ring[from];
+        self.ring[to] = std::hint::black_box(source);
+    }
+    fn zero_frame(&mut self, pfn: Pfn) {
+        self.ring[slot(pfn)].fill(0);
+        std::hint::black_box(&self.ring[slot(pfn)]);
+    }
+}
+
+impl TagOps for CopyMachine {
+    fn zero_tags(&mut self, _: Pfn) {}
+    fn copy_tags(&mut self, _: Pfn, _: Pfn) {}
+    fn read_tags(&mut self, _: Pfn, tags: &mut FrameTags) {
+        *tags = [0; 128];
+    }
+    fn write_tags(&mut self, _: Pfn, _: &FrameTags) {}
+}
+
+/// One region of `data_frames` at 0x80000 and its tag storage right after
+/// it (1/32 of it) in blocks of `block_frames`.
+pub fn layout(data_frames: u64, block_frames: u64) -> Layout {
+    Layout::new(&[RegionSpec {
+        data_base: 0x80000,
+        data_frames,
+        tags: Some(TagSpec {
+            base: 0x80000 + data_frames,
+            frames: data_frames / 32,
+            block_frames,
+        }),
+    }])
+    .expect("a benchmark layout is valid")
+}
+
+/// The platform sizes of the scale rows: data frames and a name.
+pub const SCALES: [(u64, &str); 3] = [
+    (32_768, "128 MiB"),
+    (524_288, "2 GiB"),
+    (4_194_304, "16 GiB"),
+];
+
+/// One client at [`WINDOW`] with `pages` pages of window and quota.
+pub fn one_client(pages: u32) -> [ClientSpec; 1] {
+    [ClientSpec {
+        window_base: WINDOW,
+        window_pages: pages,
+        quota_frames: pages,
+    }]
+}
+
+/// An order-0 request at page `n` of the window.
+pub fn request(n: u64, tagged: bool) -> AllocRequest {
+    AllocRequest {
+        vaddr: WINDOW + n * PAGE,
+        order: 0,
+        tagged,
+        pinned: false,
+        contiguous: false,
+    }
+}
+
+/// A pool's tables, owned, sized for a layout and its clients.
+#[derive(Clone)]
+pub struct Tables {
+    frames: Vec<FrameEntry>,
+    page_map: Vec<u32>,
+    deferred: Vec<DeferredSlot>,
+    states: Vec<ClientState>,
+}
+
+impl Tables {
+    pub fn new(layout: &Layout, clients: &[ClientSpec], config: &Config) -> Tables {
+        let sizes = Pool::storage_sizes(layout, clients, config);
+        Tables {
+            frames: vec![FrameEntry::default(); sizes.frames],
+            page_map: vec![0u32; sizes.page_map],
+            deferred: vec![DeferredSlot::default(); sizes.deferred],
+            states: vec![ClientState::default(); sizes.clients],
+        }
+    }
+
+    fn storage(&mut self) -> Storage<'_> {
+        Storage {
+            frames: &mut self.frames,
+            page_map: &mut self.page_map,
+            deferred: &mut self.deferred,
+            clients: &mut self.states,
+        }
+    }
+
+    pub fn pool(&mut self, layout: Layout, clients: &[ClientSpec], config: Config) -> Pool<'_> {
+        Pool::new(layout, clients, config, self.storage()).expect("the pool builds")
+    }
+
+    fn copy_from(&mut self, other: &Tables) {
+        self.frames.copy_from_slice(&other.frames);
+        self.page_map.copy_from_slice(&other.page_map);
+        self.deferred.clone_from_slice(&other.deferred);
+        self.states.clone_from_slice(&other.states);
+    }
+}
+
+/// A pool state to start samples from: its header and a copy of its tables.
+pub struct Frozen {
+    header: PoolHeader,
+    tables: Tables,
+}
+
+impl Frozen {
+    /// Builds a pool over `layout` for `clients`, runs `prepare` on it, and
+    /// freezes the result.
+    pub fn prepare(
+        layout: Layout,
+        clients: &[ClientSpec],
+        config: Config,
+        prepare: impl FnOnce(&mut Pool<'_>),
+    ) -> Frozen {
+        let mut tables = Tables::new(&layout, clients, &config);
+        let header = {
+            let mut pool = tables.pool(layout, clients, config);
+            prepare(&mut pool);
+            pool.header()
+        };
+        Frozen { header, tables }
+    }
+
+    /// The median ns of `op` over `samples` runs, each from this state
+    /// (restored outside the timed region).
+    pub fn median_ns(&self, samples: usize, mut op: impl FnMut(&mut Pool<'_>)) -> f64 {
+        let mut work = self.tables.clone();
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            work.copy_from(&self.tables);
+            let mut pool =
+                Pool::resume(self.header, work.storage()).expect("a frozen pool resumes");
+            let start = Instant::now();
+            op(&mut pool);
+            times.push(start.elapsed().as_nanos() as f64);
+        }
+        median(times)
+    }
+
+    /// Runs `op` once from this state and returns what it says.
+    pub fn once<T>(&self, op: impl FnOnce(&mut Pool<'_>) -> T) -> T {
+        let mut work = self.tables.clone();
+        let mut pool = Pool::resume(self.header, work.storage()).expect("a frozen pool resumes");
+        op(&mut pool)
+    }
+}
+
+pub fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// ns per call of `op` over a batch of `batch` calls.
+pub fn per_call(batch: u32, mut op: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..batch {
+        op();
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(batch)
+}
+
+/// Medians of `a` and `b` and of the per-round ratio b / a, over `rounds`
+/// alternating batches: drift on a shared machine hits both.
+pub fn alternating(
+    rounds: usize,
+    mut a: impl FnMut() -> f64,
+    mut b: impl FnMut() -> f64,
+) -> (f64, f64, f64) {
+    let (mut xs, mut ys, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let x = a();
+        let y = b();
+        xs.push(x);
+        ys.push(y);
+        ratios.push(y / x);
+    }
+    (median(xs), median(ys), median(ratios))
+}
+
+/// xorshift64: the workloads must not depend on a crate's RNG changing.
+pub fn next_random(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
