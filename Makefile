@@ -159,7 +159,8 @@ test-rust:
 	set -o pipefail; $(CARGO) test -p tagloan-pool --features inject-release-with-hold --test teeth 2>&1 | tee -a target/test-rust.log
 	set -o pipefail; $(CARGO) test -p tagloan-pool --features inject-stuck-evacuation-cursor --test teeth 2>&1 | tee -a target/test-rust.log
 	@# Injected bugs the model checker must find (crates/pool/tests/model.rs).
-	set -o pipefail; for bug in inject-skip-recall inject-quota-leak inject-refusal-side-effect; do \
+	set -o pipefail; $(CARGO) test -p tagloan-pool --features inject-stale-tags --test properties 2>&1 | tee -a target/test-rust.log
+	set -o pipefail; for bug in inject-skip-recall inject-quota-leak inject-refusal-side-effect inject-forget-block-ref; do \
 		$(CARGO) test -p tagloan-pool --features $$bug --test model 2>&1 | tee -a target/test-rust.log || exit 1; done
 	@awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^failed/) f += $$i } } \
 	     END { printf "tests: %d passed, %d failed\n", p, f }' target/test-rust.log

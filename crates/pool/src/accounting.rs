@@ -2,7 +2,7 @@
 //! counters kept in step, and the reference counts and holds of tag blocks
 //! (I4, I8).
 
-use crate::frame::{Frame, FrameEntry, Mode};
+use crate::frame::{BlockState, Frame, FrameEntry, Mode};
 use crate::layout::{BlockId, FrameIndex, PoolKind};
 use crate::{ClientId, Pool};
 
@@ -19,25 +19,50 @@ impl Pool<'_> {
     /// Writes `frame` at `index`: the only writer of the frame table, so the
     /// lent and tagged counters always follow the entries (I8).
     pub(crate) fn set(&mut self, index: FrameIndex, frame: Frame) {
-        let in_tag = self.pool_of(index) == PoolKind::Tag;
-        let was = self.entry(index);
-        if let Frame::Owned(old) = was {
-            if in_tag {
-                self.stats.tag_frames_lent -= 1;
+        let was = self.frames[index as usize].owned_mode();
+        let becomes = match frame {
+            Frame::Owned(new) => Some(new.mode),
+            _ => None,
+        };
+        // Only owned frames count: a write that neither ends nor starts one
+        // (most are free-list links) changes no counter.
+        if was.is_some() || becomes.is_some() {
+            let in_tag = self.pool_of(index) == PoolKind::Tag;
+            if let Some(mode) = was {
+                if in_tag {
+                    self.stats.tag_frames_lent -= 1;
+                    self.count_lent(index, false);
+                }
+                if mode == Mode::Tagged {
+                    self.stats.frames_tagged -= 1;
+                }
             }
-            if old.mode == Mode::Tagged {
-                self.stats.frames_tagged -= 1;
-            }
-        }
-        if let Frame::Owned(new) = frame {
-            if in_tag {
-                self.stats.tag_frames_lent += 1;
-            }
-            if new.mode == Mode::Tagged {
-                self.stats.frames_tagged += 1;
+            if let Some(mode) = becomes {
+                if in_tag {
+                    self.stats.tag_frames_lent += 1;
+                    self.count_lent(index, true);
+                }
+                if mode == Mode::Tagged {
+                    self.stats.frames_tagged += 1;
+                }
             }
         }
         self.frames[index as usize] = FrameEntry::pack(frame);
+    }
+
+    /// Keeps the lent count of the block of tag frame `index` in step.
+    fn count_lent(&mut self, index: FrameIndex, lent: bool) {
+        let block = self
+            .layout
+            .tag_block(index)
+            .expect("a tag frame has a block");
+        let state = self.blocks[block as usize];
+        let count = if lent {
+            state.lent() + 1
+        } else {
+            state.lent() - 1
+        };
+        self.blocks[block as usize] = BlockState::new(count, state.filed());
     }
 
     pub(crate) fn set_map(&mut self, client: ClientId, page: u32, frame: FrameIndex) {

@@ -17,7 +17,9 @@ impl Pool<'_> {
         self.drop_deferred(&mut owned);
         self.set_map(owned.client, owned.page, NIL);
         self.free_frame(index);
-        if owned.mode == Mode::Tagged {
+        // The test-only injected bug forgets the block reference of a freed
+        // tagged frame, to prove the model checker notices (tests/model.rs).
+        if owned.mode == Mode::Tagged && !cfg!(feature = "inject-forget-block-ref") {
             self.drop_ref(index);
         }
     }
@@ -120,8 +122,12 @@ impl Pool<'_> {
             machine.zero_frame(pfn);
             self.work.pages_zeroed += 1;
             if request.tagged {
-                machine.zero_tags(pfn);
-                self.work.tag_writes += 1;
+                // The test-only injected bug hands the frame out with the
+                // tags it had, to prove the property suite's shadow notices.
+                if !cfg!(feature = "inject-stale-tags") {
+                    machine.zero_tags(pfn);
+                    self.work.tag_writes += 1;
+                }
                 self.add_ref(index);
             }
             let page = first_page + offset;

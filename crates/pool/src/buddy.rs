@@ -13,7 +13,7 @@
 //! free blocks of its group are refiled: at most `32 * block_frames` entries
 //! are visited, independent of the size of the platform.
 
-use crate::frame::{Class, Frame, MAX_ORDER};
+use crate::frame::{BlockState, Class, Frame, MAX_ORDER};
 use crate::layout::{BlockId, FrameIndex, PoolKind, NIL};
 use crate::Pool;
 
@@ -165,7 +165,7 @@ impl Pool<'_> {
                 _ => break,
             }
         }
-        let class = self.class_of_block(head, order);
+        let class = self.classify(head, order);
         self.list_push(head, order, class);
     }
 
@@ -193,18 +193,20 @@ impl Pool<'_> {
 
     /// Files the free half `head` of `order` produced by a split.
     fn split_off(&mut self, head: FrameIndex, order: u8) {
-        let class = self.class_of_block(head, order);
+        let class = self.classify(head, order);
         self.list_push(head, order, class);
         let pool = self.pool_of(head);
         self.count_free(pool, 1 << order, true);
         self.work.splits += 1;
     }
 
-    /// The free block containing `index`, if `index` is free: its head and order.
-    pub(crate) fn containing_free_block(&self, index: FrameIndex) -> Option<(FrameIndex, u8)> {
+    /// The free block containing `index`, if `index` is free: its head and
+    /// order. Reads at most `MAX_ORDER + 1` entries, counted.
+    pub(crate) fn containing_free_block(&mut self, index: FrameIndex) -> Option<(FrameIndex, u8)> {
         let (span_first, _) = self.layout.span_of(index);
         let relative = index - span_first;
         for order in 0..=MAX_ORDER {
+            self.work.frames_scanned += 1;
             let head = span_first + (relative & !((1u32 << order) - 1));
             if let Frame::FreeHead { order: found, .. } = self.entry(head) {
                 if found == order {
@@ -245,16 +247,12 @@ impl Pool<'_> {
         matches!(self.entry(first), Frame::TagReserved { .. })
     }
 
-    /// The class of one tag block: reserved, lent (some frame holds data) or free.
+    /// The class of one tag block: reserved, lent (some frame holds data) or
+    /// free. Reads the block's first tag frame and its state word.
     pub(crate) fn block_class(&self, block: BlockId) -> Class {
-        let frames = self.layout.block_tag_frames(block);
-        if matches!(self.entry(frames.start), Frame::TagReserved { .. }) {
-            return Class::Reserved;
-        }
-        if frames
-            .clone()
-            .any(|f| matches!(self.entry(f), Frame::Owned(_)))
-        {
+        if self.block_reserved(block) {
+            Class::Reserved
+        } else if self.blocks[block as usize].lent() > 0 {
             Class::Lent
         } else {
             Class::FreeBlock
@@ -263,10 +261,7 @@ impl Pool<'_> {
 
     /// Borrowed frames in `block`: the pages a recall must move.
     pub(crate) fn block_borrowers(&self, block: BlockId) -> u32 {
-        self.layout
-            .block_tag_frames(block)
-            .filter(|&f| matches!(self.entry(f), Frame::Owned(_)))
-            .count() as u32
+        self.blocks[block as usize].lent()
     }
 
     /// The tag blocks whose groups a data range touches.
@@ -301,22 +296,37 @@ impl Pool<'_> {
         worst
     }
 
+    /// [`Pool::class_of_block`], counting the tag blocks it reads.
+    fn classify(&mut self, head: FrameIndex, order: u8) -> Class {
+        self.work.frames_scanned += self.blocks_touched(head, 1 << order).len() as u64;
+        self.class_of_block(head, order)
+    }
+
     /// Moves `head` to the list its class says, if it is elsewhere.
     fn refile(&mut self, head: FrameIndex) {
         let Frame::FreeHead { order, class, .. } = self.entry(head) else {
             return;
         };
-        let wanted = self.class_of_block(head, order);
+        let wanted = self.classify(head, order);
         if wanted != class {
             self.list_remove(head);
             self.list_push(head, order, wanted);
         }
     }
 
-    /// Refiles every free block touching the group of `block`, after the
-    /// block changed state. Visits at most the group's frames plus two
-    /// containing-block searches.
+    /// Refiles every free block touching the group of `block` if the block's
+    /// class changed since the group was last filed (reserved, released,
+    /// first frame lent, last frame returned); otherwise reads one word.
+    /// A refile visits at most the group's frames plus two containing-block
+    /// searches.
     pub(crate) fn refile_group(&mut self, block: BlockId) {
+        let class = self.block_class(block);
+        let state = self.blocks[block as usize];
+        self.work.frames_scanned += 1;
+        if state.filed() == class {
+            return;
+        }
+        self.blocks[block as usize] = BlockState::new(state.lent(), class);
         let group = self.layout.block_data_frames(block);
         if let Some((head, _)) = self.containing_free_block(group.start) {
             self.refile(head);

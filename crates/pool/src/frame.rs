@@ -46,6 +46,57 @@ pub enum Class {
 /// Number of classes.
 pub const CLASSES: usize = 4;
 
+/// What the pool keeps per tag block, so that classifying a block and
+/// counting its borrowers read one word instead of its frames: the tag
+/// frames lent as data (bits 0..30) and the class its group's free data
+/// blocks are filed under (bits 30..32), so a group is refiled only when
+/// the block's class changes. Four bytes per block: 0.12 bytes per managed
+/// frame with one-frame blocks.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::KnownLayout,
+    zerocopy::Immutable,
+)]
+#[repr(transparent)]
+pub struct BlockState(u32);
+
+const LENT_MASK: u32 = (1 << 30) - 1;
+
+impl Default for BlockState {
+    /// A block of a fresh pool: nothing lent, its group filed as free.
+    fn default() -> BlockState {
+        BlockState::new(0, Class::FreeBlock)
+    }
+}
+
+impl BlockState {
+    pub(crate) fn new(lent: u32, filed: Class) -> BlockState {
+        debug_assert!(lent <= LENT_MASK);
+        BlockState((lent & LENT_MASK) | (filed as u32) << 30)
+    }
+
+    /// Tag frames of the block lent as data.
+    pub fn lent(self) -> u32 {
+        self.0 & LENT_MASK
+    }
+
+    /// The class the block's group was last filed under.
+    pub fn filed(self) -> Class {
+        Class::from_bits(u64::from(self.0 >> 30))
+    }
+
+    pub(crate) fn raw(self) -> u32 {
+        self.0
+    }
+}
+
 impl Class {
     pub(crate) const ALL: [Class; CLASSES] = [
         Class::Reserved,
@@ -253,6 +304,18 @@ impl FrameEntry {
     /// The raw word, for snapshots and debugging.
     pub fn raw(self) -> u64 {
         self.0
+    }
+
+    /// The mode of an owned frame, read from its bits without unpacking the
+    /// entry; `None` for any other state. The frame table's one writer
+    /// needs only this of the entry it overwrites, and most writes (free
+    /// list links) are not of owned frames.
+    pub(crate) fn owned_mode(self) -> Option<Mode> {
+        if self.0 & 0xf == KIND_OWNED {
+            Mode::from_bits((self.0 >> 12) & 3)
+        } else {
+            None
+        }
     }
 }
 

@@ -295,6 +295,30 @@ impl Pool<'_> {
                     )
                 })
                 .count() as u64;
+            // The block's state word follows its frames (I8): its lent count,
+            // and the class its group is filed under.
+            let lent = tag_frames
+                .clone()
+                .filter(|&f| matches!(self.entry_checked(f), Some(Frame::Owned(_))))
+                .count() as u64;
+            let state = self.blocks[block as usize];
+            require(
+                u64::from(state.lent()) == lent,
+                Invariant::Accounting,
+                subject,
+                "the block's lent count equals its tag frames holding data",
+                lent,
+                state.lent().into(),
+            )?;
+            let class = self.block_class(block);
+            require(
+                state.filed() == class,
+                Invariant::FreeLists,
+                subject,
+                "the block's group is filed under the block's class",
+                class as u64,
+                state.filed() as u64,
+            )?;
             match head {
                 Some(Frame::TagReserved { refs, holds }) => {
                     tally.blocks_reserved += 1;

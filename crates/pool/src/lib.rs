@@ -18,6 +18,7 @@
 
 mod accounting;
 mod alloc;
+mod bounds;
 mod buddy;
 mod error;
 mod evacuate;
@@ -33,10 +34,11 @@ mod tagging;
 mod validate;
 mod violation;
 
+pub use bounds::Bounds;
 pub use error::{ArgumentRule, BusyReason, InitError, PoolError};
 pub use frame::{
-    Class, CorruptEntry, Frame, FrameEntry, Mode, Owned, CLASSES, MAX_CLIENTS, MAX_DEFERRED_SLOTS,
-    MAX_ORDER, ORDERS,
+    BlockState, Class, CorruptEntry, Frame, FrameEntry, Mode, Owned, CLASSES, MAX_CLIENTS,
+    MAX_DEFERRED_SLOTS, MAX_ORDER, ORDERS,
 };
 pub use layout::{
     BlockId, FrameIndex, Layout, LayoutError, Location, PoolKind, RegionSpec, TagSpec, MAX_FRAMES,
@@ -191,6 +193,8 @@ pub struct StorageSizes {
     pub deferred: usize,
     /// Client states.
     pub clients: usize,
+    /// Tag block states: one per tag block.
+    pub blocks: usize,
 }
 
 impl StorageSizes {
@@ -200,6 +204,7 @@ impl StorageSizes {
             + self.page_map * core::mem::size_of::<FrameIndex>()
             + self.deferred * core::mem::size_of::<DeferredSlot>()
             + self.clients * core::mem::size_of::<ClientState>()
+            + self.blocks * core::mem::size_of::<BlockState>()
     }
 }
 
@@ -213,6 +218,8 @@ pub struct Storage<'a> {
     pub deferred: &'a mut [DeferredSlot],
     /// One state per client.
     pub clients: &'a mut [ClientState],
+    /// One state per tag block.
+    pub blocks: &'a mut [BlockState],
 }
 
 impl<'a> Storage<'a> {
@@ -245,12 +252,15 @@ impl<'a> Storage<'a> {
             .map_err(|_| too_small)?;
         let (deferred, rest) = <[DeferredSlot]>::mut_from_prefix_with_elems(rest, sizes.deferred)
             .map_err(|_| too_small)?;
+        let (blocks, rest) = <[BlockState]>::mut_from_prefix_with_elems(rest, sizes.blocks)
+            .map_err(|_| too_small)?;
         Ok((
             Storage {
                 frames,
                 page_map,
                 deferred,
                 clients,
+                blocks,
             },
             rest,
         ))
@@ -362,6 +372,7 @@ pub struct Pool<'a> {
     page_map: &'a mut [FrameIndex],
     deferred: &'a mut [DeferredSlot],
     clients: &'a mut [ClientState],
+    blocks: &'a mut [BlockState],
     data_lists: [[FrameIndex; CLASSES]; ORDERS],
     tag_lists: [FrameIndex; ORDERS],
     stats: Stats,
@@ -381,6 +392,7 @@ impl<'a> Pool<'a> {
             page_map: clients.iter().map(|c| c.window_pages as usize).sum(),
             deferred: usize::from(config.deferred_slots),
             clients: clients.len(),
+            blocks: layout.blocks_total() as usize,
         }
     }
 
@@ -397,6 +409,7 @@ impl<'a> Pool<'a> {
             ("page_map", sizes.page_map, storage.page_map.len()),
             ("deferred", sizes.deferred, storage.deferred.len()),
             ("clients", sizes.clients, storage.clients.len()),
+            ("blocks", sizes.blocks, storage.blocks.len()),
         ])?;
         if clients.len() > MAX_CLIENTS {
             return Err(InitError::TooManyClients {
@@ -447,6 +460,7 @@ impl<'a> Pool<'a> {
         storage.page_map.fill(NIL);
         storage.deferred.fill(DeferredSlot::default());
         storage.frames.fill(FrameEntry::pack(Frame::FreeTail));
+        storage.blocks.fill(BlockState::default());
         let stats = Stats {
             frames_total: layout.frames_total(),
             data_frames_total: layout.data_frames_total(),
@@ -461,6 +475,7 @@ impl<'a> Pool<'a> {
             page_map: storage.page_map,
             deferred: storage.deferred,
             clients: storage.clients,
+            blocks: storage.blocks,
             data_lists: [[NIL; CLASSES]; ORDERS],
             tag_lists: [NIL; ORDERS],
             stats,
@@ -544,6 +559,7 @@ impl<'a> Pool<'a> {
             mix(c.window_base);
             mix(u64::from(c.frames_used));
         }
+        self.blocks.iter().for_each(|b| mix(u64::from(b.raw())));
         self.data_lists
             .iter()
             .flatten()

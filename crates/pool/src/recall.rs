@@ -22,11 +22,10 @@ impl Pool<'_> {
         blocks
     }
 
+    /// Free tag frames of an unreserved `block`: those not lent.
     pub(crate) fn free_frames_in(&self, block: BlockId) -> u32 {
-        self.layout
-            .block_tag_frames(block)
-            .filter(|&f| matches!(self.entry(f), Frame::FreeHead { .. } | Frame::FreeTail))
-            .count() as u32
+        debug_assert!(!self.block_reserved(block));
+        self.layout.block_tag_frames(block).len() as u32 - self.block_borrowers(block)
     }
 
     /// Plan check for reserving `blocks`: every borrower needs a destination
@@ -68,6 +67,7 @@ impl Pool<'_> {
         // that is being reserved.
         for &block in blocks {
             for frame in self.layout.block_tag_frames(block) {
+                self.work.frames_scanned += 1;
                 if matches!(self.entry(frame), Frame::FreeHead { .. } | Frame::FreeTail) {
                     self.extract_free(frame, 0);
                     self.set(frame, Frame::TagReservedTail);
@@ -77,6 +77,7 @@ impl Pool<'_> {
         for &block in blocks {
             let mut moved = 0;
             for frame in self.layout.block_tag_frames(block) {
+                self.work.frames_scanned += 1;
                 if let Frame::Owned(_) = self.entry(frame) {
                     if cfg!(feature = "inject-skip-recall") {
                         // Injected bug (tests/model.rs): the borrower stays.

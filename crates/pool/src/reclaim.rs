@@ -13,6 +13,9 @@ impl Pool<'_> {
     ) -> Result<u32, PoolError> {
         let state = self.client_state(client)?;
         let mut reclaimed = 0;
+        // A walk of the client's whole window: bounded by its size, not by
+        // what it holds (the reverse map is indexed by window page).
+        self.work.frames_scanned += u64::from(state.window_pages);
         for page in 0..state.window_pages {
             if let Some(index) = self.mapped(client, page) {
                 self.release_page(machine, index);

@@ -55,6 +55,11 @@ impl<'a> Pool<'a> {
                 usize::from(header.config.deferred_slots),
                 storage.deferred.len(),
             ),
+            (
+                "blocks",
+                header.layout.blocks_total() as usize,
+                storage.blocks.len(),
+            ),
         ])?;
         if storage.clients.len() > MAX_CLIENTS {
             return Err(InitError::TooManyClients {
@@ -68,6 +73,7 @@ impl<'a> Pool<'a> {
             page_map: storage.page_map,
             deferred: storage.deferred,
             clients: storage.clients,
+            blocks: storage.blocks,
             data_lists: header.data_lists,
             tag_lists: header.tag_lists,
             stats: header.stats,

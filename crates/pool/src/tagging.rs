@@ -40,7 +40,9 @@ impl Pool<'_> {
         }
     }
 
-    pub(crate) fn free_deferred_slots(&self) -> u32 {
+    /// Free slots of the deferred-tag store: a scan of the store, counted.
+    pub(crate) fn free_deferred_slots(&mut self) -> u32 {
+        self.work.frames_scanned += self.deferred.len() as u64;
         self.deferred.iter().filter(|s| s.frame == NIL).count() as u32
     }
 
@@ -50,6 +52,7 @@ impl Pool<'_> {
             .iter()
             .position(|s| s.frame == NIL)
             .expect("plan checked a free slot");
+        self.work.frames_scanned += slot as u64 + 1;
         self.deferred[slot] = crate::DeferredSlot { frame, tags };
         self.stats.deferred_parked += 1;
         slot as u16

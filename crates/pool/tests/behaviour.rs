@@ -890,8 +890,8 @@ fn the_untagged_fast_path_does_bounded_work() {
     let work = pool.last_work();
     assert!(work.merges <= 9 && work.splits == 0, "{work:?}");
     assert_eq!(
-        work.frames_scanned, 0,
-        "the data-pool fast path scans nothing"
+        work.frames_scanned, 1,
+        "the data-pool fast path reads the state of the one block it files under"
     );
 }
 

@@ -20,34 +20,18 @@
 //! state above the depth it reports is explored. It prints the distinct
 //! states, the depth and the command that reproduces them.
 
+mod common;
+
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 
+use common::NoMachine;
 use stateright::{Checker, Model, Property};
-use tagloan_mte::{Access, FrameTags, Kernel, Pfn, TagOps};
 use tagloan_pool::{
-    AllocRequest, ClientSpec, ClientState, Config, DeferredSlot, Frame, FrameEntry, Layout,
-    LendPolicy, Mode, Pool, PoolError, PoolHeader, RegionSpec, Storage, TagPlacement, TagSpec,
+    AllocRequest, BlockState, ClientSpec, ClientState, Config, DeferredSlot, Frame, FrameEntry,
+    Layout, LendPolicy, Mode, Pool, PoolError, PoolHeader, RegionSpec, Storage, TagPlacement,
+    TagSpec,
 };
-
-/// The pool's bookkeeping is what is checked: the machine does nothing.
-struct NoMachine;
-
-impl Kernel for NoMachine {
-    fn map(&mut self, _: u8, _: u64, _: Pfn, _: Access) {}
-    fn unmap(&mut self, _: u8, _: u64) {}
-    fn copy_frame(&mut self, _: Pfn, _: Pfn) {}
-    fn zero_frame(&mut self, _: Pfn) {}
-}
-
-impl TagOps for NoMachine {
-    fn zero_tags(&mut self, _: Pfn) {}
-    fn copy_tags(&mut self, _: Pfn, _: Pfn) {}
-    fn read_tags(&mut self, _: Pfn, tags: &mut FrameTags) {
-        *tags = [0; tagloan_mte::TAG_BYTES_PER_FRAME];
-    }
-    fn write_tags(&mut self, _: Pfn, _: &FrameTags) {}
-}
 
 /// The clients whose every operation the model tries.
 const CLIENTS: u8 = 2;
@@ -132,6 +116,7 @@ struct PoolState {
     page_map: Vec<u32>,
     deferred: Vec<DeferredSlot>,
     clients: Vec<ClientState>,
+    blocks: Vec<BlockState>,
     /// `Pool::fingerprint` of it, for hashing.
     fingerprint: u64,
 }
@@ -149,6 +134,7 @@ impl PoolState {
                     page_map: &mut next.page_map,
                     deferred: &mut next.deferred,
                     clients: &mut next.clients,
+                    blocks: &mut next.blocks,
                 },
             )
             .expect("the state's tables fit its header");
@@ -232,6 +218,7 @@ impl PoolModel {
         let mut page_map = vec![0; sizes.page_map];
         let mut deferred = vec![DeferredSlot::default(); sizes.deferred];
         let mut clients = vec![ClientState::default(); sizes.clients];
+        let mut blocks = vec![BlockState::default(); sizes.blocks];
         let (header, fingerprint) = {
             let pool = Pool::new(
                 self.layout,
@@ -242,6 +229,7 @@ impl PoolModel {
                     page_map: &mut page_map,
                     deferred: &mut deferred,
                     clients: &mut clients,
+                    blocks: &mut blocks,
                 },
             )
             .expect("the model's layout is valid");
@@ -269,6 +257,7 @@ impl PoolModel {
             page_map,
             deferred,
             clients,
+            blocks,
             fingerprint,
         }
     }
@@ -394,7 +383,8 @@ impl Model for PoolModel {
                 || pool.frames != last.pool.frames
                 || pool.page_map != last.pool.page_map
                 || pool.deferred != last.pool.deferred
-                || pool.clients != last.pool.clients);
+                || pool.clients != last.pool.clients
+                || pool.blocks != last.pool.blocks);
         // A refusal that changed nothing at all leads back to the same
         // state (one that moved the evacuation cursor is a new state).
         if refused && pool == last.pool && violation.is_none() {
@@ -581,13 +571,7 @@ fn report(line: std::fmt::Arguments) {
 
 #[test]
 #[cfg_attr(
-    any(
-        feature = "inject-skip-recall",
-        feature = "inject-quota-leak",
-        feature = "inject-refusal-side-effect",
-        feature = "inject-stuck-evacuation-cursor",
-        feature = "inject-release-with-hold"
-    ),
+    feature = "injected",
     ignore = "an injected bug is on: the teeth tests run instead"
 )]
 fn every_reachable_state_of_small_layouts_keeps_the_invariants() {
@@ -684,5 +668,14 @@ fn teeth_a_refusal_that_changes_the_pool_is_caught() {
     expect_counterexample(
         "inject-refusal-side-effect",
         "a refused request changes nothing (I12)",
+    );
+}
+
+#[cfg(feature = "inject-forget-block-ref")]
+#[test]
+fn teeth_a_free_that_forgets_its_block_reference_is_caught() {
+    expect_counterexample(
+        "inject-forget-block-ref",
+        "I1-I12 hold after every operation",
     );
 }

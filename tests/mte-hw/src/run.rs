@@ -10,8 +10,8 @@ use tagloan_mte::{
     GRANULE_BYTES, ZERO_TAGS,
 };
 use tagloan_pool::{
-    Access, AllocRequest, ClientSpec, ClientState, Config, DeferredSlot, Frame, FrameEntry, Kernel,
-    Layout, Mode, PageState, Pool, RegionSpec, Resolution, Storage, TagSpec,
+    Access, AllocRequest, BlockState, ClientSpec, ClientState, Config, DeferredSlot, Frame,
+    FrameEntry, Kernel, Layout, Mode, PageState, Pool, RegionSpec, Resolution, Storage, TagSpec,
 };
 use tagloan_ram::SimMachine;
 
@@ -129,6 +129,7 @@ fn leaked_storage(layout: &Layout, clients: &[ClientSpec], config: &Config) -> S
         page_map: Box::leak(vec![0; sizes.page_map].into_boxed_slice()),
         deferred: Box::leak(vec![DeferredSlot::default(); sizes.deferred].into_boxed_slice()),
         clients: Box::leak(vec![ClientState::default(); sizes.clients].into_boxed_slice()),
+        blocks: Box::leak(vec![BlockState::default(); sizes.blocks].into_boxed_slice()),
     }
 }
 

@@ -100,7 +100,7 @@ fn check_rejects_every_broken_system_with_a_located_message() {
         ("window-over-mapping", ":53:13: <map>: the mapping at 0x2001000 overlaps `client_rogue`'s heap window"),
         ("tag-storage-elsewhere", "but no memory_region has phys_addr=\"0x88000000\""),
         ("client-not-a-child", "a client must be a child of `fault_handler` with id=\"4\""),
-        ("bookkeeping-too-small", "0x40000 bytes, but the pool tables need 0x79678; raise size"),
+        ("bookkeeping-too-small", "0x40000 bytes, but the pool tables need 0x7a678; raise size"),
         ("bookkeeping-read-only", "<protection_domain name=\"memory_server\">: must map `server_bookkeeping` read-write: its tables live there"),
         ("server-without-dtb", "<protection_domain name=\"memory_server\">: must map `dtb` readable: it reads it at init"),
         ("client-without-done-channel", "<protection_domain name=\"client_rogue\">: needs a done channel to `fault_handler`: id=\"2\" at the client, id=\"36\" (32 + its child id) at the fault handler"),
@@ -351,6 +351,17 @@ fn bench_prints_every_row_with_its_baseline_and_holds_the_counted_bars() {
             .unwrap()
             .starts_with("memcpy 4 KiB"));
     }
+    row("lend+return of one tag frame, 1,024-frame block, another frame lent");
+    // Counted: the first lend of a large block refiles its group, once.
+    let first =
+        row("first lend of a 1,024-frame block (class changes: its 32,768-frame group is refiled)");
+    assert!(
+        first["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("32789 entries scanned"),
+        "{first}"
+    );
     // Lending is counted, not timed, so it is deterministic and its bar is
     // asserted: with tag-block affinity at least 90 % of the tag storage
     // that tags do not need is lent once memory is full, right after the

@@ -3,13 +3,34 @@
 
 use std::io::Write;
 
+use tagloan_mte::{Access, FrameTags, Kernel, Pfn, TagOps};
 use tagloan_pool::{
-    AllocRequest, Allocation, ClientSpec, ClientState, Config, DeferredSlot, FrameEntry, Layout,
-    Pool, PoolError, RegionSpec, Storage, TagSpec,
+    AllocRequest, Allocation, BlockState, ClientSpec, ClientState, Config, DeferredSlot,
+    FrameEntry, Layout, Pool, PoolError, RegionSpec, Storage, TagSpec,
 };
 use tagloan_ram::SimMachine;
 
 pub const PAGE: u64 = 4096;
+
+/// A machine that does nothing: where only the pool's bookkeeping is
+/// checked (the model checker, the work bounds).
+pub struct NoMachine;
+
+impl Kernel for NoMachine {
+    fn map(&mut self, _: u8, _: u64, _: Pfn, _: Access) {}
+    fn unmap(&mut self, _: u8, _: u64) {}
+    fn copy_frame(&mut self, _: Pfn, _: Pfn) {}
+    fn zero_frame(&mut self, _: Pfn) {}
+}
+
+impl TagOps for NoMachine {
+    fn zero_tags(&mut self, _: Pfn) {}
+    fn copy_tags(&mut self, _: Pfn, _: Pfn) {}
+    fn read_tags(&mut self, _: Pfn, tags: &mut FrameTags) {
+        *tags = [0; tagloan_mte::TAG_BYTES_PER_FRAME];
+    }
+    fn write_tags(&mut self, _: Pfn, _: &FrameTags) {}
+}
 
 /// The tables a pool borrows, owned by the test.
 pub struct Tables {
@@ -17,6 +38,7 @@ pub struct Tables {
     pub page_map: Vec<u32>,
     pub deferred: Vec<DeferredSlot>,
     pub clients: Vec<ClientState>,
+    pub blocks: Vec<BlockState>,
 }
 
 impl Tables {
@@ -27,6 +49,7 @@ impl Tables {
             page_map: vec![0; sizes.page_map],
             deferred: vec![DeferredSlot::default(); sizes.deferred],
             clients: vec![ClientState::default(); sizes.clients],
+            blocks: vec![BlockState::default(); sizes.blocks],
         }
     }
 
@@ -36,6 +59,7 @@ impl Tables {
             page_map: &mut self.page_map,
             deferred: &mut self.deferred,
             clients: &mut self.clients,
+            blocks: &mut self.blocks,
         }
     }
 }

@@ -140,6 +140,7 @@ pub fn bench(as_json: bool) -> Result<ExitCode, String> {
     let mut all = rows::fast_path_rows();
     all.extend(rows::operation_rows(memcpy));
     all.extend(rows::lending_rows());
+    all.extend(rows::placement_rows());
     let bookkeeping = rows::bookkeeping_rows();
     if let Ok(rows) = &bookkeeping {
         all.extend(rows.iter().cloned());

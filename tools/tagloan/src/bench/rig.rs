@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use tagloan_mte::{FrameTags, Pfn, TagOps};
 use tagloan_pool::{
-    Access, AllocRequest, ClientSpec, ClientState, Config, DeferredSlot, FrameEntry, Kernel,
-    Layout, Pool, PoolHeader, RegionSpec, Storage, TagSpec,
+    Access, AllocRequest, BlockState, ClientSpec, ClientState, Config, DeferredSlot, FrameEntry,
+    Kernel, Layout, Pool, PoolHeader, RegionSpec, Storage, TagSpec,
 };
 
 /// The first page of the one client's window.
@@ -131,6 +131,7 @@ pub struct Tables {
     page_map: Vec<u32>,
     deferred: Vec<DeferredSlot>,
     states: Vec<ClientState>,
+    blocks: Vec<BlockState>,
 }
 
 impl Tables {
@@ -141,6 +142,7 @@ impl Tables {
             page_map: vec![0u32; sizes.page_map],
             deferred: vec![DeferredSlot::default(); sizes.deferred],
             states: vec![ClientState::default(); sizes.clients],
+            blocks: vec![BlockState::default(); sizes.blocks],
         }
     }
 
@@ -150,6 +152,7 @@ impl Tables {
             page_map: &mut self.page_map,
             deferred: &mut self.deferred,
             clients: &mut self.states,
+            blocks: &mut self.blocks,
         }
     }
 
@@ -162,6 +165,7 @@ impl Tables {
         self.page_map.copy_from_slice(&other.page_map);
         self.deferred.clone_from_slice(&other.deferred);
         self.states.clone_from_slice(&other.states);
+        self.blocks.copy_from_slice(&other.blocks);
     }
 }
 

@@ -327,6 +327,92 @@ fn reclaim_ns(data: u64) -> f64 {
     })
 }
 
+/// A pool over 128 MiB with tag blocks of `block` frames, data memory full
+/// (order-9 allocations) and `lent` tag frames lent.
+fn data_full(block: u64, lent: u64) -> (Layout, impl FnOnce(&mut Pool<'_>)) {
+    let layout = layout(32_768, block);
+    (layout, move |pool: &mut Pool<'_>| {
+        for n in 0..64 {
+            let order9 = tagloan_pool::AllocRequest {
+                order: 9,
+                ..request(n * 512, false)
+            };
+            pool.alloc(&mut NullMachine, 0, order9)
+                .expect("data is free");
+        }
+        for n in 0..lent {
+            let a = pool
+                .alloc(&mut NullMachine, 0, request(32_768 + n, false))
+                .expect("tag storage is free");
+            assert!(a.in_tag_storage);
+        }
+    })
+}
+
+/// Lending one tag frame and returning it, with a block of 1,024 frames
+/// against one of 1 frame: a pair that does not change the block's class
+/// (another frame of it is lent) reads one word per block, whatever its
+/// size; the first lend of a block changes its class and refiles its group.
+pub fn lending_rows() -> Vec<Row> {
+    let pair = |block: u64| {
+        let (layout, prepare) = data_full(block, 1);
+        let clients = one_client(40_000);
+        let mut tables = Tables::new(&layout, &clients, &Config::default());
+        let mut pool = tables.pool(layout, &clients, Config::default());
+        prepare(&mut pool);
+        median(
+            (0..ROUNDS)
+                .map(|_| {
+                    per_call(BATCH / 10, || {
+                        pool.alloc(&mut NullMachine, 0, request(39_000, false))
+                            .expect("tag storage is free");
+                        pool.free(&mut NullMachine, 0, WINDOW + 39_000 * PAGE)
+                            .expect("held");
+                    })
+                })
+                .collect(),
+        )
+    };
+    let first_lend = |block: u64| {
+        let (layout, prepare) = data_full(block, 0);
+        let frozen = Frozen::prepare(layout, &one_client(40_000), Config::default(), prepare);
+        let scanned = frozen.once(|pool| {
+            pool.alloc(&mut NullMachine, 0, request(39_000, false))
+                .expect("tag storage is free");
+            pool.last_work().frames_scanned
+        });
+        let ns = frozen.median_ns(SAMPLES, |pool| {
+            pool.alloc(&mut NullMachine, 0, request(39_000, false))
+                .expect("tag storage is free");
+        });
+        (ns, scanned)
+    };
+    let (small, large) = (pair(1), pair(1024));
+    let ((small_first, small_scanned), (large_first, large_scanned)) =
+        (first_lend(1), first_lend(1024));
+    vec![
+        Row::new(
+            "lend+return of one tag frame, 1,024-frame block, another frame lent",
+            large,
+            "ns",
+        )
+        .against("the same with a 1-frame block", small)
+        .detail("memory full; no class change: no refile"),
+        Row::new(
+            "first lend of a 1,024-frame block (class changes: its 32,768-frame group is refiled)",
+            large_first,
+            "ns",
+        )
+        .against(
+            "the same with a 1-frame block (32-frame group)",
+            small_first,
+        )
+        .detail(format!(
+            "{large_scanned} entries scanned against {small_scanned}"
+        )),
+    ]
+}
+
 /// The rows of the operations other than the fast path: at 128 MiB each
 /// against its own baseline, then at 2 GiB and 16 GiB each against the
 /// 128 MiB figure (bar: 16 GiB at most 1.5 times it).
@@ -481,9 +567,9 @@ pub fn lending(placement: TagPlacement, rounds: u32) -> Lending {
     }
 }
 
-/// The four lending rows: after the fill and after 200,000 churn rounds,
+/// The four placement rows: after the fill and after 200,000 churn rounds,
 /// affinity against the RFC's any-page placement.
-pub fn lending_rows() -> Vec<Row> {
+pub fn placement_rows() -> Vec<Row> {
     let mut rows = Vec::new();
     for (when, rounds) in [
         ("after a fill", 0u32),
