@@ -76,9 +76,10 @@ impl Pool<'_> {
                         planned.source
                     }
                     None => {
-                        let head = self
+                        let found = self
                             .find_tagged_data(request.order)
                             .ok_or(PoolError::NoMemory { frames: pages })?;
+                        let head = self.place_inside(found, request.order, true);
                         reserve = self.unreserved_blocks(head, pages);
                         self.check_reservation(&reserve, pages)?;
                         head
@@ -87,7 +88,7 @@ impl Pool<'_> {
             }
         } else if request.pinned || request.contiguous {
             match self.find_untagged_data(request.order) {
-                Some(head) => head,
+                Some(found) => self.place_inside(found, request.order, false),
                 None => {
                     let start = self.plan_evacuation(request.order)?;
                     evacuate_at = Some(start);
@@ -95,8 +96,10 @@ impl Pool<'_> {
                 }
             }
         } else {
-            self.find_untagged_movable(request.order)
-                .ok_or(PoolError::NoMemory { frames: pages })?
+            let found = self
+                .find_untagged_movable(request.order)
+                .ok_or(PoolError::NoMemory { frames: pages })?;
+            self.place_inside(found, request.order, false)
         };
 
         // Commit.
@@ -108,7 +111,9 @@ impl Pool<'_> {
                 self.migrate(machine, swap.source, swap.destination);
                 self.set(swap.source, Frame::FreeTail);
             }
-            (None, None) => self.take_free_block(head, request.order),
+            // The head may lie inside the free block found (placement
+            // inside a split block): take it out of that block.
+            (None, None) => self.extract_free(head, request.order),
         }
         self.commit_reservation(machine, &reserve);
         let mode = if request.tagged {

@@ -9,8 +9,10 @@
 //! - `T(order)`, the tag blocks `2^order` data frames can touch, at most
 //!   `ceil(2^order / G_min) + 1` with `G_min` the smallest group;
 //! - a **split** (taking a free block down to the order asked for) reads
-//!   at most `MAX_ORDER * T(MAX_ORDER)` blocks to file the halves, after at
-//!   most `MAX_ORDER + 1` entry reads to find the block containing a frame;
+//!   at most `2 * MAX_ORDER * T(MAX_ORDER)` blocks to choose the sub-block
+//!   whose tag blocks suit the request (affinity inside a split block) and
+//!   `MAX_ORDER * T(MAX_ORDER)` to file the halves, after at most
+//!   `MAX_ORDER + 1` entry reads to find the block containing a frame;
 //! - a **refile** of one group, done only when its block's class changes
 //!   (reserved, released, first frame lent, last frame returned): one read
 //!   of the block's state, the group's `G` entries, the two free blocks that
@@ -63,8 +65,10 @@ impl Bounds {
         (1u64 << order).div_ceil(self.group_min) + 1
     }
 
+    /// Choosing the sub-block (two halves classified per halving), finding
+    /// the free block around it, and filing the halves split off.
     fn split(&self) -> u64 {
-        CONTAINING + u64::from(MAX_ORDER) * self.touched(MAX_ORDER)
+        2 * CONTAINING + 3 * u64::from(MAX_ORDER) * self.touched(MAX_ORDER)
     }
 
     fn file(&self) -> u64 {

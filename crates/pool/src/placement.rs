@@ -149,6 +149,54 @@ impl Pool<'_> {
         None
     }
 
+    /// Affinity inside a split block: in the free data block at `head`, the
+    /// aligned sub-block of `order` whose tag blocks suit the request best,
+    /// found by halving while the block spans more than one group (at most
+    /// `MAX_ORDER` steps, each classifying the two halves, counted). Tagged data prefers reserved groups, then free
+    /// ones, then lent ones; untagged data the reverse, keeping free groups
+    /// cheap to reserve later. Any-page placement and tag storage take the
+    /// lowest frames, as the buddy split would.
+    pub(crate) fn place_inside(&mut self, head: FrameIndex, order: u8, tagged: bool) -> FrameIndex {
+        let Frame::FreeHead { order: found, .. } = self.entry(head) else {
+            panic!("frame {head} is not a free head");
+        };
+        if self.config.placement != TagPlacement::Affinity || self.pool_of(head) == PoolKind::Tag {
+            return head;
+        }
+        let rank = |class: Class| -> u8 {
+            let order = if tagged {
+                [
+                    Class::Reserved,
+                    Class::FreeBlock,
+                    Class::Lent,
+                    Class::Untaggable,
+                ]
+            } else {
+                [
+                    Class::Untaggable,
+                    Class::Lent,
+                    Class::FreeBlock,
+                    Class::Reserved,
+                ]
+            };
+            order.iter().position(|&c| c == class).unwrap_or(0) as u8
+        };
+        let (mut head, mut current) = (head, found);
+        // Once the block lies in one group every sub-block has its class:
+        // the lowest will do.
+        while current > order && self.blocks_touched(head, 1 << current).len() > 1 {
+            current -= 1;
+            let upper = head + (1 << current);
+            self.work.frames_scanned += 2 * self.blocks_touched(head, 1 << current).len() as u64;
+            let lower_class = self.class_of_block(head, current);
+            let upper_class = self.class_of_block(upper, current);
+            if rank(upper_class) < rank(lower_class) {
+                head = upper;
+            }
+        }
+        head
+    }
+
     /// With affinity, a free data block of at least `order` whose every
     /// touched tag block is reserved: tagging it costs nothing.
     pub(crate) fn find_reserved_data(&self, order: u8) -> Option<FrameIndex> {

@@ -115,6 +115,48 @@ fn a_tagged_page_takes_the_frame_of_an_untagged_page_moved_out_of_a_reserved_gro
 }
 
 #[test]
+fn untagged_data_takes_a_lent_group_inside_a_free_block_that_spans_groups() {
+    // 128 data frames in four 32-frame groups, one tag frame each.
+    let layout = one_region(128, 1);
+    let specs = clients(2, 256, 1000);
+    let config = Config::default();
+    let mut tables = Tables::new(&layout, &specs, &config);
+    let mut pool = Pool::new(layout, &specs, config, tables.storage()).unwrap();
+    let mut machine = SimMachine::new(layout.tag_regions());
+    // Fill data memory, borrow all four tag frames, return the first three:
+    // only block 3 stays lent. Then free the data: one free order-7 block
+    // spans the four groups, filed as lent (its worst class).
+    for n in 0..128 {
+        alloc_checked(&mut pool, &mut machine, 1, untagged(page(1, n), 0)).unwrap();
+    }
+    for n in 0..4 {
+        let a = alloc_checked(&mut pool, &mut machine, 0, untagged(page(0, n), 0)).unwrap();
+        assert!(a.in_tag_storage);
+    }
+    for n in 0..3 {
+        pool.free(&mut machine, 0, page(0, n)).unwrap();
+    }
+    for n in 0..128 {
+        pool.free(&mut machine, 1, page(1, n)).unwrap();
+    }
+    assert_eq!(pool.stats().tag_frames_lent, 1);
+    // An untagged page goes to the lent group (frames 96..128), not to the
+    // lowest frame of the block, whose group's block is free and cheap to
+    // reserve for tags later.
+    let a = alloc_checked(&mut pool, &mut machine, 1, untagged(page(1, 0), 0)).unwrap();
+    assert!(
+        (0x80000 + 96..0x80000 + 128).contains(&a.first_frame),
+        "frame {:#x}",
+        a.first_frame
+    );
+    // A tagged page goes to a group whose block is free, not to the lent one.
+    let t = alloc_checked(&mut pool, &mut machine, 1, tagged(page(1, 1), 0)).unwrap();
+    assert!(t.first_frame < 0x80000 + 96, "frame {:#x}", t.first_frame);
+    assert_eq!(pool.stats().recalls, 0);
+    assert_invariants(&pool);
+}
+
+#[test]
 fn balanced_policy_lends_tag_storage_while_it_is_over_half_of_free_memory() {
     let config = Config {
         lend: LendPolicy::Balanced,

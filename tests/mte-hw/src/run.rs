@@ -309,6 +309,16 @@ fn scenario_zeroed_and_recall(base: *mut u8, checks: &mut Checks) {
             freed += 1;
         }
     }
+    // The bulk pages in the reserved group are pinned, so no untagged page
+    // can move out of it to make room instead (the swap): the tagged page
+    // must take a frame of the lent group, whose block is recalled.
+    for n in 0..64 {
+        if let Ok(info) = r.hw_pool.query(1, page(1, n)) {
+            if (FIRST_PFN..FIRST_PFN + 32).contains(&info.frame) {
+                both!(r, pin(1, page(1, n))).expect("pin");
+            }
+        }
+    }
     both!(r, alloc(0, tagged_req(page(0, 2)))).expect("tagged alloc with recall");
     let stats = r.hw_pool.stats();
     checks.check(
@@ -339,16 +349,17 @@ fn scenario_zeroed_and_recall(base: *mut u8, checks: &mut Checks) {
     assert!(r.hw_pool.check_invariants().is_ok() && r.sim_pool.check_invariants().is_ok());
 }
 
-/// Fills the data pool: a tagged page at frame 0, untagged pages elsewhere.
+/// Fills memory: a tagged page at frame 0, untagged pages elsewhere (the
+/// other group, the free tag frame, then the reserved group's last).
 fn fragmented(r: &mut Rig) {
     both!(r, alloc(0, tagged_req(page(0, 0)))).expect("tagged alloc");
-    for n in 1..64 {
+    for n in 1..65 {
         both!(r, alloc(0, untagged_req(page(0, n), 0))).expect("untagged alloc");
     }
 }
 
 fn page_at(r: &mut Rig, pfn: Pfn) -> u64 {
-    (1..64)
+    (1..65)
         .map(|n| page(0, n))
         .find(|&v| r.hw_pool.query(0, v).is_ok_and(|info| info.frame == pfn))
         .expect("some page holds the frame")

@@ -355,12 +355,17 @@ fn bench_prints_every_row_with_its_baseline_and_holds_the_counted_bars() {
     // Counted: the first lend of a large block refiles its group, once.
     let first =
         row("first lend of a 1,024-frame block (class changes: its 32,768-frame group is refiled)");
+    let scanned: u64 = first["detail"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(
-        first["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("32789 entries scanned"),
-        "{first}"
+        (32_768..32_768 + 64).contains(&scanned),
+        "the group and a bounded few more: {first}"
     );
     // Lending is counted, not timed, so it is deterministic and its bar is
     // asserted: with tag-block affinity at least 90 % of the tag storage
