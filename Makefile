@@ -60,8 +60,11 @@ map: platforms
 check: platforms
 	$(CARGO) run --release -q -p tagloan -- check system.xml
 
+# tagloan bench (every row with its baseline, about 2 s), then the full
+# criterion suite of bench/ (its own workspace: make test never builds it).
 bench: platforms
 	$(CARGO) run --release -q -p tagloan -- bench
+	cd bench && $(CARGO) bench
 
 # Every test: unit, behaviour, the property suite (10,000 sequences), the
 # protocol decode campaign, the simulator's kernel rules, the system
@@ -171,6 +174,7 @@ lint:
 	$(CARGO) clippy -p tagloan-mte -p tagloan-mte-hw --target aarch64-unknown-linux-gnu --all-targets -- -D warnings
 	cd sel4 && $(CARGO) fmt --all --check
 	cd fuzz && $(CARGO) fmt --all --check
+	cd bench && $(CARGO) fmt --all --check
 	rustfmt --edition 2021 --check sel4/initialiser/src/main.rs
 	@if [ -n "$$MICROKIT_SDK" ]; then \
 		cd sel4 && SEL4_INCLUDE_DIRS=$$MICROKIT_SDK/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)/include RUSTC_BOOTSTRAP=1 \

@@ -259,6 +259,11 @@ impl Pool<'_> {
         }
     }
 
+    /// The state word of `block`.
+    pub(crate) fn block_state(&self, block: BlockId) -> BlockState {
+        self.blocks[block as usize]
+    }
+
     /// Borrowed frames in `block`: the pages a recall must move.
     pub(crate) fn block_borrowers(&self, block: BlockId) -> u32 {
         self.blocks[block as usize].lent()

@@ -188,13 +188,23 @@ impl Pool<'_> {
             current -= 1;
             let upper = head + (1 << current);
             self.work.frames_scanned += 2 * self.blocks_touched(head, 1 << current).len() as u64;
-            let lower_class = self.class_of_block(head, current);
-            let upper_class = self.class_of_block(upper, current);
+            let lower_class = self.filed_class_of_block(head, current);
+            let upper_class = self.filed_class_of_block(upper, current);
             if rank(upper_class) < rank(lower_class) {
                 head = upper;
             }
         }
         head
+    }
+
+    /// [`Pool::class_of_block`] from the classes the touched blocks' groups
+    /// are filed under: the same between operations (I8), and one word per
+    /// block, so planning reads no tag frame.
+    fn filed_class_of_block(&self, head: FrameIndex, order: u8) -> Class {
+        self.blocks_touched(head, 1 << order)
+            .map(|block| self.block_state(block).filed())
+            .max()
+            .unwrap_or(Class::Untaggable)
     }
 
     /// With affinity, a free data block of at least `order` whose every

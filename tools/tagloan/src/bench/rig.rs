@@ -44,11 +44,17 @@ pub struct CopyMachine {
     ring: Vec<[u8; 4096]>,
 }
 
-impl CopyMachine {
-    pub fn new() -> CopyMachine {
+impl Default for CopyMachine {
+    fn default() -> CopyMachine {
         CopyMachine {
             ring: vec![[0x5a; 4096]; RING],
         }
+    }
+}
+
+impl CopyMachine {
+    pub fn new() -> CopyMachine {
+        CopyMachine::default()
     }
 }
 
@@ -196,12 +202,11 @@ impl Frozen {
     /// The median ns of `op` over `samples` runs, each from this state
     /// (restored outside the timed region).
     pub fn median_ns(&self, samples: usize, mut op: impl FnMut(&mut Pool<'_>)) -> f64 {
-        let mut work = self.tables.clone();
+        let mut work = self.tables();
         let mut times = Vec::with_capacity(samples);
         for _ in 0..samples {
             work.copy_from(&self.tables);
-            let mut pool =
-                Pool::resume(self.header, work.storage()).expect("a frozen pool resumes");
+            let mut pool = self.resume(&mut work);
             let start = Instant::now();
             op(&mut pool);
             times.push(start.elapsed().as_nanos() as f64);
@@ -209,11 +214,20 @@ impl Frozen {
         median(times)
     }
 
+    /// A copy of this state's tables, for [`Frozen::resume`].
+    pub fn tables(&self) -> Tables {
+        self.tables.clone()
+    }
+
+    /// The pool of this state over `tables`, a copy from [`Frozen::tables`].
+    pub fn resume<'a>(&self, tables: &'a mut Tables) -> Pool<'a> {
+        Pool::resume(self.header, tables.storage()).expect("a frozen pool resumes")
+    }
+
     /// Runs `op` once from this state and returns what it says.
     pub fn once<T>(&self, op: impl FnOnce(&mut Pool<'_>) -> T) -> T {
-        let mut work = self.tables.clone();
-        let mut pool = Pool::resume(self.header, work.storage()).expect("a frozen pool resumes");
-        op(&mut pool)
+        let mut work = self.tables();
+        op(&mut self.resume(&mut work))
     }
 }
 

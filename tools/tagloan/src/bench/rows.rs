@@ -636,7 +636,7 @@ pub fn bookkeeping_rows() -> Result<Vec<Row>, String> {
             .against("Linux struct page", 64.0)
             .bar(Bar::AtMost(8.0))
             .detail(format!(
-                "frame table and {} deferred-tag slots",
+                "frame table, tag block states and {} deferred-tag slots",
                 config.deferred_slots
             )),
         Row::new(
