@@ -119,12 +119,13 @@ impl Pool<'_> {
         if order != 0 || self.config.placement != TagPlacement::Affinity || blocks == 0 {
             return None;
         }
-        let destination = self.find_movable_destination(0)?;
         let mut block = self.swap_cursor % blocks;
         let mut frames_read = 0;
         for _ in 0..SWAP_BLOCKS.min(blocks) {
             self.work.frames_scanned += 1;
-            if self.block_reserved(block) {
+            // The filed class is the block's class between operations (I8):
+            // one word, no tag frame unpacked.
+            if self.block_state(block).filed() == Class::Reserved {
                 for index in self.layout.block_data_frames(block) {
                     if frames_read == SWAP_FRAMES {
                         self.swap_cursor = block;
@@ -135,6 +136,7 @@ impl Pool<'_> {
                     if let Frame::Owned(o) = self.entry(index) {
                         if o.mode == Mode::Untagged && !o.pinned && !o.contiguous {
                             self.swap_cursor = block;
+                            let destination = self.find_movable_destination(0)?;
                             return Some(Swap {
                                 source: index,
                                 destination,

@@ -66,8 +66,11 @@ enum Command {
     /// Measure the pool's fast path.
     Bench {
         /// Print JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "markdown")]
         json: bool,
+        /// Print a Markdown table (the README's performance section).
+        #[arg(long)]
+        markdown: bool,
     },
 }
 
@@ -164,7 +167,11 @@ fn main() -> ExitCode {
             json: false,
         }),
         Some(Command::Map { run, at, out }) => map::map(&run, at, &out),
-        Some(Command::Bench { json }) => bench::bench(json),
+        Some(Command::Bench { json, markdown }) => bench::bench(match (json, markdown) {
+            (true, _) => bench::Output::Json,
+            (_, true) => bench::Output::Markdown,
+            _ => bench::Output::Text,
+        }),
         Some(Command::Header { out }) => header(out),
     };
     match result {

@@ -299,6 +299,26 @@ fn map_writes_a_png_a_person_can_read() {
 }
 
 #[test]
+fn bench_prints_the_readme_table_in_markdown() {
+    let o = tagloan(&["bench", "--markdown"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("logical CPUs"), "{text}");
+    assert_eq!(lines[2], "| row | figure | baseline | ratio | bar |");
+    let rows = lines.iter().filter(|l| l.starts_with("| ")).count() - 1;
+    assert!(rows >= 30, "{rows} rows: {text}");
+    assert!(
+        text.contains("| tag storage lent after 200,000 churn rounds, 10 % tagged, affinity | ")
+    );
+    let o = tagloan(&["bench", "--json", "--markdown"]);
+    assert!(
+        !o.status.success(),
+        "--json and --markdown together are refused"
+    );
+}
+
+#[test]
 fn bench_prints_every_row_with_its_baseline_and_holds_the_counted_bars() {
     let o = tagloan(&["bench", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -103,6 +103,47 @@ fn json_row(row: &Row) -> serde_json::Value {
     })
 }
 
+/// How `tagloan bench` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+    /// A Markdown table, for the README's performance section.
+    Markdown,
+}
+
+/// A figure with its unit, as the tables print it.
+fn figure(value: f64, unit: &str) -> String {
+    match unit {
+        "ns" if value >= 10_000.0 => format!("{:.0} µs", value / 1000.0),
+        "ns" => format!("{value:.0} ns"),
+        "%" => format!("{value:.1} %"),
+        "B" => format!("{value:.2} B"),
+        "PPC/s" => format!("{:.2} M PPC/s", value / 1e6),
+        unit => format!("{value:.0} {unit}"),
+    }
+}
+
+fn markdown_row(row: &Row) -> String {
+    let baseline = row
+        .baseline
+        .as_ref()
+        .map_or(String::from("-"), |(name, value)| {
+            format!("{name}: {}", figure(*value, row.unit))
+        });
+    let ratio = row.ratio.map_or(String::from("-"), |r| format!("{r:.2}"));
+    let bar = match (row.bar, row.met()) {
+        (Some(bar), Some(true)) => format!("{}: met", bar.text()),
+        (Some(bar), _) => format!("{}: **not met**", bar.text()),
+        (None, _) => String::from("-"),
+    };
+    format!(
+        "| {} | {} | {baseline} | {ratio} | {bar} |",
+        row.name,
+        figure(row.value, row.unit)
+    )
+}
+
 fn print_row(row: &Row) {
     let value = match row.unit {
         "ns" => format!("{:.0} ns", row.value),
@@ -134,7 +175,7 @@ fn print_row(row: &Row) {
 }
 
 /// Runs `tagloan bench`.
-pub fn bench(as_json: bool) -> Result<ExitCode, String> {
+pub fn bench(output: Output) -> Result<ExitCode, String> {
     let started = Instant::now();
     let memcpy = rows::memcpy_ns();
     let mut all = rows::fast_path_rows();
@@ -164,7 +205,14 @@ pub fn bench(as_json: bool) -> Result<ExitCode, String> {
         .into_iter()
         .flatten()
         .collect();
-    if as_json {
+    if output == Output::Markdown {
+        println!("{cpus} logical CPUs, {model}; memcpy of 4 KiB {memcpy:.0} ns.\n");
+        println!("| row | figure | baseline | ratio | bar |");
+        println!("|---|---|---|---|---|");
+        for row in &all {
+            println!("{}", markdown_row(row));
+        }
+    } else if output == Output::Json {
         let value = json!({
             "machine": {"logical_cpus": cpus, "cpu": model, "os": std::env::consts::OS, "arch": std::env::consts::ARCH},
             "memcpy_4k_ns": memcpy,
