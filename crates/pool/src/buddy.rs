@@ -301,10 +301,17 @@ impl Pool<'_> {
         worst
     }
 
-    /// [`Pool::class_of_block`], counting the tag blocks it reads.
+    /// The class to file a free block of `order` at `head` under, from the
+    /// classes its touched blocks' groups are filed under (one word each,
+    /// counted). That is the block's class between operations (I8); within
+    /// one, a block whose class changed is refiled before the operation
+    /// ends (`refile_group`), which files again what was filed here.
     fn classify(&mut self, head: FrameIndex, order: u8) -> Class {
+        if self.pool_of(head) == PoolKind::Tag {
+            return TAG_POOL_CLASS;
+        }
         self.work.frames_scanned += self.blocks_touched(head, 1 << order).len() as u64;
-        self.class_of_block(head, order)
+        self.filed_class_of_block(head, order)
     }
 
     /// Moves `head` to the list its class says, if it is elsewhere.

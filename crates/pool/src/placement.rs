@@ -202,7 +202,7 @@ impl Pool<'_> {
     /// [`Pool::class_of_block`] from the classes the touched blocks' groups
     /// are filed under: the same between operations (I8), and one word per
     /// block, so planning reads no tag frame.
-    fn filed_class_of_block(&self, head: FrameIndex, order: u8) -> Class {
+    pub(crate) fn filed_class_of_block(&self, head: FrameIndex, order: u8) -> Class {
         self.blocks_touched(head, 1 << order)
             .map(|block| self.block_state(block).filed())
             .max()
