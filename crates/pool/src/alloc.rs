@@ -112,12 +112,8 @@ impl Pool<'_> {
                 self.set(swap.source, Frame::FreeTail);
             }
             // The head may lie inside the free block found (placement
-            // inside a split block): take it out of that block. A head that
-            // is the block's own needs no search for it.
-            (None, None) => match self.entry(head) {
-                Frame::FreeHead { .. } => self.take_free_block(head, request.order),
-                _ => self.extract_free(head, request.order),
-            },
+            // inside a split block): take it out of that block.
+            (None, None) => self.extract_free(head, request.order),
         }
         self.commit_reservation(machine, &reserve);
         let mode = if request.tagged {

@@ -220,6 +220,12 @@ impl Pool<'_> {
     /// Takes the aligned block of `order` at `start`, every frame of which
     /// is free, out of the free lists by splitting the block that contains it.
     pub(crate) fn extract_free(&mut self, start: FrameIndex, order: u8) {
+        // `start` heading a free block (the common case) needs no search.
+        if let Frame::FreeHead { order: found, .. } = self.entry(start) {
+            if found >= order {
+                return self.take_free_block(start, order);
+            }
+        }
         let Some((mut head, mut current)) = self.containing_free_block(start) else {
             panic!("frame {start} is not free");
         };
@@ -312,6 +318,16 @@ impl Pool<'_> {
         }
         self.work.frames_scanned += self.blocks_touched(head, 1 << order).len() as u64;
         self.filed_class_of_block(head, order)
+    }
+
+    /// [`Pool::class_of_block`] from the classes the touched blocks' groups
+    /// are filed under: the same between operations (I8), and one word per
+    /// block, so it reads no tag frame.
+    pub(crate) fn filed_class_of_block(&self, head: FrameIndex, order: u8) -> Class {
+        self.blocks_touched(head, 1 << order)
+            .map(|block| self.block_state(block).filed())
+            .max()
+            .unwrap_or(Class::Untaggable)
     }
 
     /// Moves `head` to the list its class says, if it is elsewhere.

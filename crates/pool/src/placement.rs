@@ -199,16 +199,6 @@ impl Pool<'_> {
         head
     }
 
-    /// [`Pool::class_of_block`] from the classes the touched blocks' groups
-    /// are filed under: the same between operations (I8), and one word per
-    /// block, so planning reads no tag frame.
-    pub(crate) fn filed_class_of_block(&self, head: FrameIndex, order: u8) -> Class {
-        self.blocks_touched(head, 1 << order)
-            .map(|block| self.block_state(block).filed())
-            .max()
-            .unwrap_or(Class::Untaggable)
-    }
-
     /// With affinity, a free data block of at least `order` whose every
     /// touched tag block is reserved: tagging it costs nothing.
     pub(crate) fn find_reserved_data(&self, order: u8) -> Option<FrameIndex> {
