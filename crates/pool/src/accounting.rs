@@ -3,7 +3,7 @@
 //! (I4, I8).
 
 use crate::frame::{BlockState, Frame, FrameEntry, Mode};
-use crate::layout::{BlockId, FrameIndex, PoolKind};
+use crate::layout::{BlockId, FrameIndex, PoolKind, NIL};
 use crate::{ClientId, Pool};
 
 impl Pool<'_> {
@@ -68,6 +68,7 @@ impl Pool<'_> {
     pub(crate) fn set_map(&mut self, client: ClientId, page: u32, frame: FrameIndex) {
         let slot = self.map_slot(client, page);
         self.page_map[slot] = frame;
+        self.mark_mapped(client, page, frame != NIL);
     }
 
     pub(crate) fn add_ref(&mut self, data_frame: FrameIndex) {

@@ -2,8 +2,9 @@
 //! units of [`Work`]: what `tests/bounds.rs` holds each operation to.
 //!
 //! Every bound is a function of the layout's block and group sizes, the
-//! request, the deferred store and (for reclaim) the client's window; none
-//! grows with the size of the platform. The terms:
+//! request, the deferred store and (for reclaim) what the client holds and a
+//! word per 4,096 pages of its window; none grows with the size of the
+//! platform. The terms:
 //!
 //! - `B`, the largest tag block (frames), and `G = 32 * B`, its group;
 //! - `T(order)`, the tag blocks `2^order` data frames can touch, at most
@@ -81,7 +82,8 @@ impl Bounds {
         1 + self.group + edges + inner
     }
 
-    fn release(&self) -> u64 {
+    /// Entries a release of one page reads (the term reclaim pays per page).
+    pub fn release(&self) -> u64 {
         self.file() + self.refile() + self.block * self.file() + self.refile()
     }
 
@@ -199,11 +201,13 @@ impl Bounds {
     }
 
     /// The reclaim of a client with a window of `window_pages` holding
-    /// `held` frames: a walk of the window, and a release per frame held.
+    /// `held` frames: the window's summary words once, three bitmap words
+    /// per frame held and one more at the end, and a release per frame held.
     pub fn reclaim(&self, window_pages: u32, held: u32) -> Work {
         let held = u64::from(held);
+        let summary = u64::from(crate::mapped::summary_words(window_pages));
         Work {
-            frames_scanned: u64::from(window_pages) + held * self.release(),
+            frames_scanned: summary + 3 * (held + 1) + held * self.release(),
             merges: held * (1 + self.block) * u64::from(MAX_ORDER),
             ..Work::default()
         }

@@ -11,7 +11,7 @@
 use crate::frame::{Class, Frame, Mode, MAX_ORDER, ORDERS};
 use crate::layout::{FrameIndex, PoolKind, NIL};
 use crate::violation::{fail, require, Invariant, Subject, Violation};
-use crate::Pool;
+use crate::{ClientState, Pool};
 
 #[derive(Default)]
 struct Tally {
@@ -501,6 +501,7 @@ impl Pool<'_> {
         for (number, client) in self.clients.iter().enumerate() {
             let subject = Subject::Client(number as u8);
             let mut held = 0u32;
+            self.check_mapped_bits(number as u8, client)?;
             for page in 0..client.window_pages {
                 let frame = self.page_map[(client.map_first + page) as usize];
                 if frame == NIL {
@@ -532,6 +533,40 @@ impl Pool<'_> {
                 "quota not exceeded",
                 client.quota_frames.into(),
                 client.frames_used.into(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The mapped-page bits follow the page map, and the summary bits
+    /// follow the page words (`mapped.rs`).
+    fn check_mapped_bits(&self, number: u8, client: &ClientState) -> Result<(), Violation> {
+        let subject = Subject::Client(number);
+        let summary_first = client.bits_first as usize;
+        let pages_first = summary_first + client.summary_words as usize;
+        for (word_index, first_page) in (0..client.window_pages).step_by(64).enumerate() {
+            let last_page = client.window_pages.min(first_page + 64);
+            let expected = (first_page..last_page)
+                .filter(|&page| self.page_map[(client.map_first + page) as usize] != NIL)
+                .fold(0u64, |word, page| word | 1 << (page % 64));
+            let found = self.map_bits[pages_first + word_index];
+            require(
+                found == expected,
+                Invariant::Accounting,
+                subject,
+                "the mapped-page bits of a word of the window follow the page map",
+                expected,
+                found,
+            )?;
+            let summary = self.map_bits[summary_first + word_index / 64];
+            let summary_bit = summary >> (word_index % 64) & 1;
+            require(
+                summary_bit == u64::from(expected != 0),
+                Invariant::Accounting,
+                subject,
+                "a summary bit is set exactly when its word of mapped-page bits is not zero",
+                u64::from(expected != 0),
+                summary_bit,
             )?;
         }
         Ok(())

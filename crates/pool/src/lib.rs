@@ -25,6 +25,7 @@ mod evacuate;
 mod frame;
 mod invariants;
 mod layout;
+mod mapped;
 mod ops;
 mod placement;
 mod recall;
@@ -142,6 +143,11 @@ pub struct ClientState {
     frames_used: u32,
     /// Offset of this client's pages in the page map.
     map_first: u32,
+    /// Offset of this client's words in the mapped-page bitmap: its summary
+    /// words first, then one bit per window page (`mapped.rs`).
+    bits_first: u32,
+    /// How many of those words are summary words.
+    summary_words: u32,
 }
 
 impl ClientState {
@@ -189,6 +195,9 @@ pub struct StorageSizes {
     pub frames: usize,
     /// Page map entries: one per page of every client window.
     pub page_map: usize,
+    /// Mapped-page bitmap words: per client, a bit per window page and a
+    /// summary bit per 64 of those.
+    pub map_bits: usize,
     /// Deferred-tag slots.
     pub deferred: usize,
     /// Client states.
@@ -202,6 +211,7 @@ impl StorageSizes {
     pub fn bytes(&self) -> usize {
         self.frames * core::mem::size_of::<FrameEntry>()
             + self.page_map * core::mem::size_of::<FrameIndex>()
+            + self.map_bits * core::mem::size_of::<u64>()
             + self.deferred * core::mem::size_of::<DeferredSlot>()
             + self.clients * core::mem::size_of::<ClientState>()
             + self.blocks * core::mem::size_of::<BlockState>()
@@ -214,6 +224,8 @@ pub struct Storage<'a> {
     pub frames: &'a mut [FrameEntry],
     /// One entry per window page of every client.
     pub page_map: &'a mut [FrameIndex],
+    /// Which window pages are mapped, as bits.
+    pub map_bits: &'a mut [u64],
     /// The deferred-tag store.
     pub deferred: &'a mut [DeferredSlot],
     /// One state per client.
@@ -248,6 +260,8 @@ impl<'a> Storage<'a> {
             .map_err(|_| too_small)?;
         let (clients, rest) = <[ClientState]>::mut_from_prefix_with_elems(rest, sizes.clients)
             .map_err(|_| too_small)?;
+        let (map_bits, rest) =
+            <[u64]>::mut_from_prefix_with_elems(rest, sizes.map_bits).map_err(|_| too_small)?;
         let (page_map, rest) = <[FrameIndex]>::mut_from_prefix_with_elems(rest, sizes.page_map)
             .map_err(|_| too_small)?;
         let (deferred, rest) = <[DeferredSlot]>::mut_from_prefix_with_elems(rest, sizes.deferred)
@@ -258,6 +272,7 @@ impl<'a> Storage<'a> {
             Storage {
                 frames,
                 page_map,
+                map_bits,
                 deferred,
                 clients,
                 blocks,
@@ -370,6 +385,7 @@ pub struct Pool<'a> {
     config: Config,
     frames: &'a mut [FrameEntry],
     page_map: &'a mut [FrameIndex],
+    map_bits: &'a mut [u64],
     deferred: &'a mut [DeferredSlot],
     clients: &'a mut [ClientState],
     blocks: &'a mut [BlockState],
@@ -390,6 +406,7 @@ impl<'a> Pool<'a> {
         StorageSizes {
             frames: layout.frames_total() as usize,
             page_map: clients.iter().map(|c| c.window_pages as usize).sum(),
+            map_bits: clients.iter().map(|c| mapped::words(c.window_pages)).sum(),
             deferred: usize::from(config.deferred_slots),
             clients: clients.len(),
             blocks: layout.blocks_total() as usize,
@@ -407,6 +424,7 @@ impl<'a> Pool<'a> {
         validate::check_storage_sizes([
             ("frames", sizes.frames, storage.frames.len()),
             ("page_map", sizes.page_map, storage.page_map.len()),
+            ("map_bits", sizes.map_bits, storage.map_bits.len()),
             ("deferred", sizes.deferred, storage.deferred.len()),
             ("clients", sizes.clients, storage.clients.len()),
             ("blocks", sizes.blocks, storage.blocks.len()),
@@ -447,6 +465,7 @@ impl<'a> Pool<'a> {
             });
         }
         let mut map_first = 0u32;
+        let mut bits_first = 0u32;
         for (state, spec) in storage.clients.iter_mut().zip(clients) {
             *state = ClientState {
                 window_base: spec.window_base,
@@ -454,10 +473,15 @@ impl<'a> Pool<'a> {
                 quota_frames: spec.quota_frames,
                 frames_used: 0,
                 map_first,
+                bits_first,
+                summary_words: mapped::summary_words(spec.window_pages),
             };
             map_first += spec.window_pages;
+            // At most 2/64 of the page map's length, which fits in u32.
+            bits_first += mapped::words(spec.window_pages) as u32;
         }
         storage.page_map.fill(NIL);
+        storage.map_bits.fill(0);
         storage.deferred.fill(DeferredSlot::default());
         storage.frames.fill(FrameEntry::pack(Frame::FreeTail));
         storage.blocks.fill(BlockState::default());
@@ -473,6 +497,7 @@ impl<'a> Pool<'a> {
             config,
             frames: storage.frames,
             page_map: storage.page_map,
+            map_bits: storage.map_bits,
             deferred: storage.deferred,
             clients: storage.clients,
             blocks: storage.blocks,
@@ -551,6 +576,7 @@ impl<'a> Pool<'a> {
         };
         self.frames.iter().for_each(|f| mix(f.raw()));
         self.page_map.iter().for_each(|&p| mix(u64::from(p)));
+        self.map_bits.iter().for_each(|&w| mix(w));
         for slot in self.deferred.iter() {
             mix(u64::from(slot.frame));
             slot.tags.iter().for_each(|&b| mix(u64::from(b)));

@@ -11,16 +11,18 @@ impl Pool<'_> {
         machine: &mut M,
         client: ClientId,
     ) -> Result<u32, PoolError> {
-        let state = self.client_state(client)?;
+        self.client_state(client)?;
         let mut reclaimed = 0;
-        // A walk of the client's whole window: bounded by its size, not by
-        // what it holds (the reverse map is indexed by window page).
-        self.work.frames_scanned += u64::from(state.window_pages);
-        for page in 0..state.window_pages {
-            if let Some(index) = self.mapped(client, page) {
-                self.release_page(machine, index);
-                reclaimed += 1;
-            }
+        // The mapped-page bits lead to what the client holds; its window
+        // costs a summary word per 4,096 pages.
+        let mut from = 0;
+        while let Some(page) = self.next_mapped(client, from) {
+            let index = self
+                .mapped(client, page)
+                .expect("a mapped bit has a page-map entry");
+            self.release_page(machine, index);
+            reclaimed += 1;
+            from = page + 1;
         }
         self.clients[usize::from(client)].frames_used = 0;
         Ok(reclaimed)

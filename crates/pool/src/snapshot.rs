@@ -43,6 +43,11 @@ impl<'a> Pool<'a> {
             .iter()
             .map(|c| c.window_pages as usize)
             .sum();
+        let map_bits: usize = storage
+            .clients
+            .iter()
+            .map(|c| crate::mapped::words(c.window_pages))
+            .sum();
         crate::validate::check_storage_sizes([
             (
                 "frames",
@@ -50,6 +55,7 @@ impl<'a> Pool<'a> {
                 storage.frames.len(),
             ),
             ("page_map", page_map, storage.page_map.len()),
+            ("map_bits", map_bits, storage.map_bits.len()),
             (
                 "deferred",
                 usize::from(header.config.deferred_slots),
@@ -71,6 +77,7 @@ impl<'a> Pool<'a> {
             config: header.config,
             frames: storage.frames,
             page_map: storage.page_map,
+            map_bits: storage.map_bits,
             deferred: storage.deferred,
             clients: storage.clients,
             blocks: storage.blocks,

@@ -114,6 +114,7 @@ struct PoolState {
     header: PoolHeader,
     frames: Vec<FrameEntry>,
     page_map: Vec<u32>,
+    map_bits: Vec<u64>,
     deferred: Vec<DeferredSlot>,
     clients: Vec<ClientState>,
     blocks: Vec<BlockState>,
@@ -132,6 +133,7 @@ impl PoolState {
                 Storage {
                     frames: &mut next.frames,
                     page_map: &mut next.page_map,
+                    map_bits: &mut next.map_bits,
                     deferred: &mut next.deferred,
                     clients: &mut next.clients,
                     blocks: &mut next.blocks,
@@ -216,6 +218,7 @@ impl PoolModel {
         let sizes = Pool::storage_sizes(&self.layout, &specs, &self.config);
         let mut frames = vec![FrameEntry::default(); sizes.frames];
         let mut page_map = vec![0; sizes.page_map];
+        let mut map_bits = vec![0; sizes.map_bits];
         let mut deferred = vec![DeferredSlot::default(); sizes.deferred];
         let mut clients = vec![ClientState::default(); sizes.clients];
         let mut blocks = vec![BlockState::default(); sizes.blocks];
@@ -227,6 +230,7 @@ impl PoolModel {
                 Storage {
                     frames: &mut frames,
                     page_map: &mut page_map,
+                    map_bits: &mut map_bits,
                     deferred: &mut deferred,
                     clients: &mut clients,
                     blocks: &mut blocks,
@@ -255,6 +259,7 @@ impl PoolModel {
             header,
             frames,
             page_map,
+            map_bits,
             deferred,
             clients,
             blocks,
@@ -382,6 +387,7 @@ impl Model for PoolModel {
             && (pool.fingerprint != last.pool.fingerprint
                 || pool.frames != last.pool.frames
                 || pool.page_map != last.pool.page_map
+                || pool.map_bits != last.pool.map_bits
                 || pool.deferred != last.pool.deferred
                 || pool.clients != last.pool.clients
                 || pool.blocks != last.pool.blocks);

@@ -127,6 +127,7 @@ fn leaked_storage(layout: &Layout, clients: &[ClientSpec], config: &Config) -> S
     Storage {
         frames: Box::leak(vec![FrameEntry::default(); sizes.frames].into_boxed_slice()),
         page_map: Box::leak(vec![0; sizes.page_map].into_boxed_slice()),
+        map_bits: Box::leak(vec![0; sizes.map_bits].into_boxed_slice()),
         deferred: Box::leak(vec![DeferredSlot::default(); sizes.deferred].into_boxed_slice()),
         clients: Box::leak(vec![ClientState::default(); sizes.clients].into_boxed_slice()),
         blocks: Box::leak(vec![BlockState::default(); sizes.blocks].into_boxed_slice()),

@@ -36,6 +36,7 @@ impl TagOps for NoMachine {
 pub struct Tables {
     pub frames: Vec<FrameEntry>,
     pub page_map: Vec<u32>,
+    pub map_bits: Vec<u64>,
     pub deferred: Vec<DeferredSlot>,
     pub clients: Vec<ClientState>,
     pub blocks: Vec<BlockState>,
@@ -47,6 +48,7 @@ impl Tables {
         Tables {
             frames: vec![FrameEntry::default(); sizes.frames],
             page_map: vec![0; sizes.page_map],
+            map_bits: vec![0; sizes.map_bits],
             deferred: vec![DeferredSlot::default(); sizes.deferred],
             clients: vec![ClientState::default(); sizes.clients],
             blocks: vec![BlockState::default(); sizes.blocks],
@@ -57,6 +59,7 @@ impl Tables {
         Storage {
             frames: &mut self.frames,
             page_map: &mut self.page_map,
+            map_bits: &mut self.map_bits,
             deferred: &mut self.deferred,
             clients: &mut self.clients,
             blocks: &mut self.blocks,

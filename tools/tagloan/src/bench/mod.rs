@@ -124,6 +124,19 @@ fn figure(value: f64, unit: &str) -> String {
     }
 }
 
+/// A ratio with two decimals, or three significant digits under 0.1 (a
+/// figure far under its baseline would otherwise print as 0.00).
+fn ratio_text(ratio: Option<f64>) -> String {
+    match ratio {
+        None => String::from("-"),
+        Some(r) if r != 0.0 && r.abs() < 0.1 => {
+            let decimals = (2.0 - r.abs().log10().floor()) as usize;
+            format!("{r:.decimals$}")
+        }
+        Some(r) => format!("{r:.2}"),
+    }
+}
+
 fn markdown_row(row: &Row) -> String {
     let baseline = row
         .baseline
@@ -131,7 +144,7 @@ fn markdown_row(row: &Row) -> String {
         .map_or(String::from("-"), |(name, value)| {
             format!("{name}: {}", figure(*value, row.unit))
         });
-    let ratio = row.ratio.map_or(String::from("-"), |r| format!("{r:.2}"));
+    let ratio = ratio_text(row.ratio);
     let bar = match (row.bar, row.met()) {
         (Some(bar), Some(true)) => format!("{}: met", bar.text()),
         (Some(bar), _) => format!("{}: **not met**", bar.text()),
@@ -151,7 +164,7 @@ fn print_row(row: &Row) {
         "B" => format!("{:.2} B", row.value),
         unit => format!("{:.0} {unit}", row.value),
     };
-    let ratio = row.ratio.map_or(String::from("-"), |r| format!("{r:.2}"));
+    let ratio = ratio_text(row.ratio);
     let verdict = match (row.bar, row.met()) {
         (Some(bar), Some(true)) => format!("met ({})", bar.text()),
         (Some(bar), _) => format!("NOT met ({})", bar.text()),

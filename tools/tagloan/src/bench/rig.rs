@@ -135,6 +135,7 @@ pub fn request(n: u64, tagged: bool) -> AllocRequest {
 pub struct Tables {
     frames: Vec<FrameEntry>,
     page_map: Vec<u32>,
+    map_bits: Vec<u64>,
     deferred: Vec<DeferredSlot>,
     states: Vec<ClientState>,
     blocks: Vec<BlockState>,
@@ -146,6 +147,7 @@ impl Tables {
         Tables {
             frames: vec![FrameEntry::default(); sizes.frames],
             page_map: vec![0u32; sizes.page_map],
+            map_bits: vec![0u64; sizes.map_bits],
             deferred: vec![DeferredSlot::default(); sizes.deferred],
             states: vec![ClientState::default(); sizes.clients],
             blocks: vec![BlockState::default(); sizes.blocks],
@@ -156,6 +158,7 @@ impl Tables {
         Storage {
             frames: &mut self.frames,
             page_map: &mut self.page_map,
+            map_bits: &mut self.map_bits,
             deferred: &mut self.deferred,
             clients: &mut self.states,
             blocks: &mut self.blocks,
@@ -169,6 +172,7 @@ impl Tables {
     fn copy_from(&mut self, other: &Tables) {
         self.frames.copy_from_slice(&other.frames);
         self.page_map.copy_from_slice(&other.page_map);
+        self.map_bits.copy_from_slice(&other.map_bits);
         self.deferred.clone_from_slice(&other.deferred);
         self.states.clone_from_slice(&other.states);
         self.blocks.copy_from_slice(&other.blocks);

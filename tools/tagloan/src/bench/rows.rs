@@ -327,6 +327,50 @@ fn reclaim_ns(data: u64) -> f64 {
     })
 }
 
+/// Pages of the sparse window of the reclaim row (its name says 4,194,304):
+/// 16 GiB of address space.
+const SPARSE_WINDOW_PAGES: u32 = 1 << 22;
+
+/// ns of the reclaim of a client holding 10 frames spread over a window of
+/// [`SPARSE_WINDOW_PAGES`], and of a walk of that window's page map in the
+/// same run: the walk is what reclaim did before the mapped-page bits.
+fn sparse_reclaim_ns(data: u64) -> (f64, f64) {
+    let stride = u64::from(SPARSE_WINDOW_PAGES) / 10;
+    let frozen = Frozen::prepare(
+        layout(data, 1),
+        &one_client(SPARSE_WINDOW_PAGES),
+        Config::default(),
+        |pool| {
+            for n in 0..10 {
+                pool.alloc(&mut NullMachine, 0, request(n * stride, false))
+                    .expect("a page is free");
+            }
+        },
+    );
+    let reclaim = frozen.median_ns(SAMPLES, |pool| {
+        pool.reclaim_client(&mut NullMachine, 0)
+            .expect("the client exists");
+    });
+    let mut page_map = vec![u32::MAX; SPARSE_WINDOW_PAGES as usize];
+    for n in 0..10 {
+        page_map[(n * stride) as usize] = n as u32;
+    }
+    let walk = median(
+        (0..ROUNDS)
+            .map(|_| {
+                per_call(1, || {
+                    let held = std::hint::black_box(&page_map)
+                        .iter()
+                        .filter(|&&frame| frame != u32::MAX)
+                        .count();
+                    std::hint::black_box(held);
+                })
+            })
+            .collect(),
+    );
+    (reclaim, walk)
+}
+
 /// A pool over 128 MiB with tag blocks of `block` frames, data memory full
 /// (order-9 allocations) and `lent` tag frames lent.
 fn data_full(block: u64, lent: u64) -> (Layout, impl FnOnce(&mut Pool<'_>)) {
@@ -478,6 +522,18 @@ pub fn operation_rows(memcpy: f64) -> Vec<Row> {
                         untagged * 10_000.0,
                     )
                     .detail("window of 49,152 pages"),
+            );
+            let (sparse, walk) = sparse_reclaim_ns(data);
+            rows.push(
+                Row::new(
+                    format!(
+                        "reclaim of a client holding 10 frames in a 4,194,304-page window ({scale})"
+                    ),
+                    sparse,
+                    "ns",
+                )
+                .against("a walk of that window's page map, same run", walk)
+                .detail("the walk is what reclaim cost before it followed the mapped-page bits"),
             );
             at_small = figures.iter().map(|(n, v)| (n.to_string(), *v)).collect();
         } else {
@@ -647,9 +703,10 @@ pub fn bookkeeping_rows() -> Result<Vec<Row>, String> {
         .against("Linux struct page", 64.0)
         .bar(Bar::AtMost(8.0))
         .detail(format!(
-            "{} clients, {} window pages of reverse map at 4 B each",
+            "{} clients, {} window pages of page map at 4 B each and {} words of mapped-page bits",
             specs.len(),
-            sizes.page_map
+            sizes.page_map,
+            sizes.map_bits
         )),
     ])
 }
