@@ -9,6 +9,7 @@ use crate::{ClientId, Pool};
 impl Pool<'_> {
     /// The state of `index`. The table is only ever written by the pool, so a
     /// corrupt entry is a bug in the pool: stop rather than guess.
+    #[inline(always)]
     pub(crate) fn entry(&self, index: FrameIndex) -> Frame {
         match self.frames[index as usize].unpack() {
             Ok(frame) => frame,
@@ -17,7 +18,10 @@ impl Pool<'_> {
     }
 
     /// Writes `frame` at `index`: the only writer of the frame table, so the
-    /// lent and tagged counters always follow the entries (I8).
+    /// lent and tagged counters always follow the entries (I8). Inlined so
+    /// that each caller packs only its state's fields; the counting is out
+    /// of line.
+    #[inline]
     pub(crate) fn set(&mut self, index: FrameIndex, frame: Frame) {
         let was = self.frames[index as usize].owned_mode();
         let becomes = match frame {
@@ -27,27 +31,33 @@ impl Pool<'_> {
         // Only owned frames count: a write that neither ends nor starts one
         // (most are free-list links) changes no counter.
         if was.is_some() || becomes.is_some() {
-            let in_tag = self.pool_of(index) == PoolKind::Tag;
-            if let Some(mode) = was {
-                if in_tag {
-                    self.stats.tag_frames_lent -= 1;
-                    self.count_lent(index, false);
-                }
-                if mode == Mode::Tagged {
-                    self.stats.frames_tagged -= 1;
-                }
-            }
-            if let Some(mode) = becomes {
-                if in_tag {
-                    self.stats.tag_frames_lent += 1;
-                    self.count_lent(index, true);
-                }
-                if mode == Mode::Tagged {
-                    self.stats.frames_tagged += 1;
-                }
-            }
+            self.count_owned(index, was, becomes);
         }
         self.frames[index as usize] = FrameEntry::pack(frame);
+    }
+
+    /// The counters of an owned frame at `index` that stops being owned in
+    /// mode `was` or starts being owned in mode `becomes`.
+    fn count_owned(&mut self, index: FrameIndex, was: Option<Mode>, becomes: Option<Mode>) {
+        let in_tag = self.pool_of(index) == PoolKind::Tag;
+        if let Some(mode) = was {
+            if in_tag {
+                self.stats.tag_frames_lent -= 1;
+                self.count_lent(index, false);
+            }
+            if mode == Mode::Tagged {
+                self.stats.frames_tagged -= 1;
+            }
+        }
+        if let Some(mode) = becomes {
+            if in_tag {
+                self.stats.tag_frames_lent += 1;
+                self.count_lent(index, true);
+            }
+            if mode == Mode::Tagged {
+                self.stats.frames_tagged += 1;
+            }
+        }
     }
 
     /// Keeps the lent count of the block of tag frame `index` in step.

@@ -21,6 +21,7 @@ use crate::Pool;
 const TAG_POOL_CLASS: Class = Class::FreeBlock;
 
 impl Pool<'_> {
+    #[inline]
     pub(crate) fn pool_of(&self, index: FrameIndex) -> PoolKind {
         match self.layout.locate(index) {
             Some(location) => location.pool,
@@ -281,14 +282,8 @@ impl Pool<'_> {
         head: FrameIndex,
         frames: u32,
     ) -> core::ops::Range<BlockId> {
-        match (
-            self.layout.group_block(head),
-            self.layout.group_block(head + frames - 1),
-        ) {
-            (Some(first), Some(last)) => first..last + 1,
-            // Memory without tag storage touches no block.
-            _ => 0..0,
-        }
+        // Memory without tag storage touches no block.
+        self.layout.groups_touched(head, frames)
     }
 
     /// The class a free data block of `order` at `head` belongs in: the
@@ -316,15 +311,21 @@ impl Pool<'_> {
         if self.pool_of(head) == PoolKind::Tag {
             return TAG_POOL_CLASS;
         }
-        self.work.frames_scanned += self.blocks_touched(head, 1 << order).len() as u64;
-        self.filed_class_of_block(head, order)
+        let touched = self.blocks_touched(head, 1 << order);
+        self.work.frames_scanned += touched.len() as u64;
+        self.filed_class_of(touched)
     }
 
     /// [`Pool::class_of_block`] from the classes the touched blocks' groups
     /// are filed under: the same between operations (I8), and one word per
     /// block, so it reads no tag frame.
     pub(crate) fn filed_class_of_block(&self, head: FrameIndex, order: u8) -> Class {
-        self.blocks_touched(head, 1 << order)
+        self.filed_class_of(self.blocks_touched(head, 1 << order))
+    }
+
+    /// The costliest class the groups of `touched` are filed under.
+    fn filed_class_of(&self, touched: core::ops::Range<BlockId>) -> Class {
+        touched
             .map(|block| self.block_state(block).filed())
             .max()
             .unwrap_or(Class::Untaggable)

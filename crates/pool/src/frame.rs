@@ -209,7 +209,9 @@ const INDEX_MASK: u64 = NIL as u64;
 pub struct CorruptEntry(pub u64);
 
 impl FrameEntry {
-    /// Packs `frame`.
+    /// Packs `frame`. Inlined so that each caller's packing folds to the
+    /// few bits its state sets.
+    #[inline(always)]
     pub fn pack(frame: Frame) -> FrameEntry {
         FrameEntry(match frame {
             Frame::FreeHead {
@@ -261,7 +263,9 @@ impl FrameEntry {
         })
     }
 
-    /// Unpacks the entry.
+    /// Unpacks the entry. Inlined so that each caller decodes only the
+    /// fields it reads (the fast path's hottest function when it was not).
+    #[inline(always)]
     pub fn unpack(self) -> Result<Frame, CorruptEntry> {
         let word = self.0;
         let field = |shift: u32, bits: u32| (word >> shift) & ((1u64 << bits) - 1);

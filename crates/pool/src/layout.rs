@@ -130,6 +130,46 @@ pub struct Location {
     pub offset: u32,
 }
 
+/// Division of a frame offset by a region's block or group size without a
+/// divide instruction, which the hottest lookups (the tag block of a data
+/// frame) would otherwise pay on every call: a shift for a power of two,
+/// else a multiply-high by `ceil(2^64 / d)`, exact for every `u32` dividend
+/// (Lemire, Kaser and Kurz, "Faster Remainder by Direct Computation", 2019,
+/// theorem 1 with N = 32 and F = 64).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Divisor {
+    /// `ceil(2^64 / d)`, or 0 when `d` is a power of two.
+    magic: u64,
+    /// `log2(d)` when `d` is a power of two.
+    shift: u32,
+}
+
+impl Divisor {
+    pub(crate) const fn new(divisor: u32) -> Divisor {
+        if divisor.is_power_of_two() {
+            Divisor {
+                magic: 0,
+                shift: divisor.trailing_zeros(),
+            }
+        } else {
+            // Not a power of two, so at least 3: the quotient fits.
+            Divisor {
+                magic: u64::MAX / divisor as u64 + 1,
+                shift: 0,
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) const fn divide(self, dividend: u32) -> u32 {
+        if self.magic == 0 {
+            dividend >> self.shift
+        } else {
+            ((self.magic as u128 * dividend as u128) >> 64) as u32
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Region {
     pub data_base: Pfn,
@@ -141,6 +181,9 @@ pub(crate) struct Region {
     pub tag_first: FrameIndex,
     pub block_frames: u32,
     pub first_block: BlockId,
+    /// Division by `block_frames` and by `group_frames()`.
+    pub per_block: Divisor,
+    pub per_group: Divisor,
 }
 
 impl Region {
@@ -252,6 +295,8 @@ impl Layout {
                 slot.tag_base = tags.base;
                 slot.tag_frames = tags.frames as u32;
                 slot.block_frames = tags.block_frames as u32;
+                slot.per_block = Divisor::new(slot.block_frames);
+                slot.per_group = Divisor::new(slot.group_frames());
                 next_index += slot.tag_frames;
                 next_block += slot.blocks();
             }
@@ -300,6 +345,7 @@ impl Layout {
     }
 
     /// The region, pool and offset of `index`. `None` past the last frame.
+    #[inline]
     pub fn locate(&self, index: FrameIndex) -> Option<Location> {
         if index >= self.frames_total {
             return None;
@@ -324,6 +370,7 @@ impl Layout {
     }
 
     /// The physical frame number of `index`.
+    #[inline]
     pub fn pfn(&self, index: FrameIndex) -> Option<Pfn> {
         let location = self.locate(index)?;
         let r = &self.regions[location.region];
@@ -348,23 +395,48 @@ impl Layout {
 
     /// The tag block whose group contains data frame `index`; `None` for tag
     /// storage frames and for data that cannot be tagged.
+    #[inline]
     pub fn group_block(&self, index: FrameIndex) -> Option<BlockId> {
         let location = self.locate(index)?;
         let r = &self.regions[location.region];
         if location.pool != PoolKind::Data || !r.taggable() {
             return None;
         }
-        Some(r.first_block + location.offset / r.group_frames())
+        Some(r.first_block + r.per_group.divide(location.offset))
+    }
+
+    /// The tag blocks whose groups the data frames `head..head + frames`
+    /// touch, which lie in one region (as every buddy block does): one
+    /// lookup of the region for both ends. Empty for tag storage and for
+    /// data that cannot be tagged.
+    #[inline]
+    pub(crate) fn groups_touched(
+        &self,
+        head: FrameIndex,
+        frames: u32,
+    ) -> core::ops::Range<BlockId> {
+        let Some(location) = self.locate(head) else {
+            return 0..0;
+        };
+        let r = &self.regions[location.region];
+        if location.pool != PoolKind::Data || !r.taggable() {
+            return 0..0;
+        }
+        debug_assert!(location.offset + frames <= r.data_frames);
+        let first = r.first_block + r.per_group.divide(location.offset);
+        let last = r.first_block + r.per_group.divide(location.offset + frames - 1);
+        first..last + 1
     }
 
     /// The tag block that tag storage frame `index` belongs to.
+    #[inline]
     pub fn tag_block(&self, index: FrameIndex) -> Option<BlockId> {
         let location = self.locate(index)?;
         let r = &self.regions[location.region];
         if location.pool != PoolKind::Tag {
             return None;
         }
-        Some(r.first_block + location.offset / r.block_frames)
+        Some(r.first_block + r.per_block.divide(location.offset))
     }
 
     pub(crate) fn block_region(&self, block: BlockId) -> usize {
@@ -438,6 +510,39 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_divisor_divides_exactly_at_every_edge() {
+        // Every block size a layout can have up to 4,096 and its group, some
+        // large ones, against the dividends where a multiply-high would
+        // first go wrong: around multiples of the divisor and at the top.
+        let large = [1_048_575u32, 1 << 20, 3 << 20, 2_147_483_647, u32::MAX];
+        let divisors = (1..=4096u32).flat_map(|d| [d, 32 * d]).chain(large);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for d in divisors {
+            let divisor = Divisor::new(d);
+            let check = |n: u32| assert_eq!(divisor.divide(n), n / d, "{n} / {d}");
+            for k in [1u32, 2, 3, 1000, u32::MAX / d] {
+                let multiple = d.saturating_mul(k);
+                for n in [
+                    multiple.wrapping_sub(1),
+                    multiple,
+                    multiple.saturating_add(1),
+                ] {
+                    check(n);
+                }
+            }
+            for n in [0, 1, u32::MAX - 1, u32::MAX] {
+                check(n);
+            }
+            for _ in 0..16 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                check(state as u32);
+            }
+        }
+    }
 
     fn fvp_like() -> Layout {
         // Two regions shaped like the RFC's FVP test, scaled down: block-size 1.

@@ -100,6 +100,7 @@ impl Pool<'_> {
         self.clients[usize::from(client)].window_base + u64::from(page) * PAGE
     }
 
+    #[inline]
     pub(crate) fn pfn(&self, index: FrameIndex) -> Pfn {
         match self.layout.pfn(index) {
             Some(pfn) => pfn,
