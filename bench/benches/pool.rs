@@ -1,7 +1,13 @@
 //! The criterion suite (`make bench`): the rows of `tagloan bench` that are
 //! times, each beside its baseline in the same group, so criterion's
-//! reports put them side by side. Counts (lending, bookkeeping) are not
-//! here: `tagloan bench` prints them, and the CLI test asserts them.
+//! reports put them side by side, and the operations at each of the three
+//! platform sizes. Counts (lending, bookkeeping) are not here: `tagloan
+//! bench` prints them, and the CLI test asserts them.
+//!
+//! Operations that change the pool run as a pair with their inverse where
+//! one exists (a reservation with the free that releases the block), so
+//! the pool returns to its state and nothing needs copying between
+//! iterations; `tagloan bench` times them alone, from frozen states.
 
 use buddy_system_allocator::FrameAllocator;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
@@ -9,20 +15,45 @@ use tagloan_criterion::rig::*;
 use tagloan_pool::{AllocRequest, Config, Pool};
 
 /// Order-0 alloc+free, the pool against `buddy_system_allocator` over the
-/// same 128 MiB of frames, on an empty and a warm pool.
+/// same 128 MiB of frames: on an empty pool, a warm one (one other page
+/// held), a half-full fragmented one (every other frame held) and a full
+/// one (every data frame but one held), as `tagloan bench`'s rows.
 fn fast_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("order-0 untagged alloc+free");
-    for warm in [false, true] {
-        let name = if warm { "warm" } else { "empty" };
-        let layout = layout(32_768, 1);
-        let clients = one_client(16);
+    for name in ["empty", "warm", "fragmented", "full"] {
+        let data = 32_768u64;
+        let layout = layout(data, 1);
+        let clients = one_client(40_000);
         let mut tables = Tables::new(&layout, &clients, &Config::default());
         let mut pool = tables.pool(layout, &clients, Config::default());
+        let first = 0x80000usize;
         let mut buddy = FrameAllocator::<10>::new();
-        buddy.add_frame(0x80000, 0x80000 + 32_768);
-        if warm {
-            pool.alloc(&mut NullMachine, 0, request(1, false)).unwrap();
+        buddy.add_frame(first, first + data as usize);
+        let held = match name {
+            "empty" => 0,
+            "warm" => 1,
+            _ => data,
+        };
+        for n in 1..=held {
+            pool.alloc(&mut NullMachine, 0, request(n, false)).unwrap();
             buddy.alloc(1).unwrap();
+        }
+        if held == data {
+            let release = |frame: u64| match name {
+                "fragmented" => frame.is_multiple_of(2),
+                _ => frame == first as u64,
+            };
+            for n in 1..=data {
+                let vaddr = WINDOW + n * PAGE;
+                if release(pool.query(0, vaddr).unwrap().frame) {
+                    pool.free(&mut NullMachine, 0, vaddr).unwrap();
+                }
+            }
+            for frame in first..first + data as usize {
+                if release(frame as u64) {
+                    buddy.dealloc(frame, 1);
+                }
+            }
         }
         group.bench_function(BenchmarkId::new("pool", name), |b| {
             b.iter(|| {
@@ -111,5 +142,153 @@ fn recall(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fast_path, tagged_pair, recall);
+/// The time of `iterations` runs of `op` on `pool`, each after an untimed
+/// `setup` (criterion's batched setup cannot share the pool with `op`).
+fn timed_after_setup(
+    iterations: u64,
+    pool: &mut Pool<'_>,
+    mut setup: impl FnMut(&mut Pool<'_>),
+    mut op: impl FnMut(&mut Pool<'_>),
+) -> std::time::Duration {
+    let mut total = std::time::Duration::ZERO;
+    for _ in 0..iterations {
+        setup(pool);
+        let start = std::time::Instant::now();
+        op(pool);
+        total += start.elapsed();
+    }
+    total
+}
+
+/// The operations at 128 MiB, 2 GiB and 16 GiB of data (1-frame blocks):
+/// what the scale rows of `tagloan bench` compare.
+fn scale(c: &mut Criterion) {
+    let mut group = c.benchmark_group("scale");
+    for (data, size) in SCALES {
+        let layout = layout(data, 1);
+        let clients = one_client(16_384);
+        let config = Config::default();
+        let mut tables = Tables::new(&layout, &clients, &config);
+        let mut pool = tables.pool(layout, &clients, config);
+        let pair = |pool: &mut Pool<'_>, page: u64, tagged: bool| {
+            pool.alloc(&mut NullMachine, 0, request(page, tagged))
+                .unwrap();
+            pool.free(&mut NullMachine, 0, WINDOW + page * PAGE)
+                .unwrap();
+        };
+        // Page 1 holds a page of the pair's kind: the warm pair; a tagged
+        // one keeps its block reserved for the tagged pair.
+        for tagged in [false, true] {
+            pool.alloc(&mut NullMachine, 0, request(1, tagged)).unwrap();
+            let name = if tagged {
+                "tagged alloc+free, block reserved"
+            } else {
+                "untagged alloc+free, warm"
+            };
+            group.bench_function(BenchmarkId::new(name, size), |b| {
+                b.iter(|| pair(&mut pool, 0, tagged))
+            });
+            pool.free(&mut NullMachine, 0, WINDOW + PAGE).unwrap();
+        }
+        // With no block reserved, a tagged alloc reserves a free block and
+        // its free releases it (checked once here, outside the timing).
+        assert_eq!(pool.stats().blocks_reserved, 0);
+        pool.alloc(&mut NullMachine, 0, request(0, true)).unwrap();
+        assert_eq!(pool.stats().blocks_reserved, 1);
+        pool.free(&mut NullMachine, 0, WINDOW).unwrap();
+        assert_eq!(pool.stats().blocks_reserved, 0);
+        group.bench_function(
+            BenchmarkId::new("tagged alloc reserving a free block, +free", size),
+            |b| b.iter(|| pair(&mut pool, 0, true)),
+        );
+        // The same for a held page whose tagging is enabled: the resolve
+        // of its fault reserves the block, disabling releases it.
+        pool.alloc(&mut NullMachine, 0, request(2, false)).unwrap();
+        let vaddr = WINDOW + 2 * PAGE;
+        pool.enable_tagging(&mut NullMachine, 0, vaddr, 1).unwrap();
+        pool.resolve_fault(&mut NullMachine, 0, vaddr).unwrap();
+        assert_eq!(pool.stats().blocks_reserved, 1);
+        pool.disable_tagging(&mut NullMachine, 0, vaddr, 1).unwrap();
+        assert_eq!(pool.stats().blocks_reserved, 0);
+        group.bench_function(
+            BenchmarkId::new("enable_tagging + resolve_fault + disable_tagging", size),
+            |b| {
+                b.iter(|| {
+                    pool.enable_tagging(&mut NullMachine, 0, vaddr, 1).unwrap();
+                    pool.resolve_fault(&mut NullMachine, 0, vaddr).unwrap();
+                    pool.disable_tagging(&mut NullMachine, 0, vaddr, 1).unwrap();
+                })
+            },
+        );
+        pool.free(&mut NullMachine, 0, WINDOW + 2 * PAGE).unwrap();
+        group.bench_function(BenchmarkId::new("reclaim of 10,000 frames", size), |b| {
+            b.iter_custom(|iterations| {
+                timed_after_setup(
+                    iterations,
+                    &mut pool,
+                    |pool| {
+                        for n in 2..10_002 {
+                            pool.alloc(&mut NullMachine, 0, request(n, false)).unwrap();
+                        }
+                    },
+                    |pool| {
+                        pool.reclaim_client(&mut NullMachine, 0).unwrap();
+                    },
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Reclaim of a client holding 10 frames in a window of 2^22 pages,
+/// beside the walk of that window's page map it replaced.
+fn sparse_reclaim(c: &mut Criterion) {
+    let mut group = c.benchmark_group("reclaim, 10 frames in a 4,194,304-page window");
+    let window: u32 = 1 << 22;
+    let stride = u64::from(window) / 10;
+    let layout = layout(32_768, 1);
+    let clients = one_client(window);
+    let mut tables = Tables::new(&layout, &clients, &Config::default());
+    let mut pool = tables.pool(layout, &clients, Config::default());
+    group.bench_function("reclaim", |b| {
+        b.iter_custom(|iterations| {
+            timed_after_setup(
+                iterations,
+                &mut pool,
+                |pool| {
+                    for n in 0..10 {
+                        pool.alloc(&mut NullMachine, 0, request(n * stride, false))
+                            .unwrap();
+                    }
+                },
+                |pool| {
+                    pool.reclaim_client(&mut NullMachine, 0).unwrap();
+                },
+            )
+        })
+    });
+    let mut page_map = vec![u32::MAX; window as usize];
+    for n in 0..10 {
+        page_map[(n * stride) as usize] = n as u32;
+    }
+    group.bench_function("walk of the page map", |b| {
+        b.iter(|| {
+            std::hint::black_box(&page_map)
+                .iter()
+                .filter(|&&frame| frame != u32::MAX)
+                .count()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    fast_path,
+    tagged_pair,
+    recall,
+    scale,
+    sparse_reclaim
+);
 criterion_main!(benches);
