@@ -358,6 +358,8 @@ fn bench_prints_every_row_with_its_baseline_and_holds_the_counted_bars() {
             "tagged alloc recalling a 1-page block, 1 borrower",
             "enable_tagging + resolve_fault, one page",
             "reclaim of a client holding 10,000 frames",
+            "tagged alloc reserving a free block + the free releasing it, warm pairs",
+            "enable_tagging + resolve_fault + disable_tagging, warm triples",
         ] {
             row(&format!("{op} ({scale})"));
         }

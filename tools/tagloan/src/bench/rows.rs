@@ -288,6 +288,61 @@ fn reserve_free_block_ns(data: u64) -> f64 {
     })
 }
 
+/// ns per pair, in batches on one pool over `data` frames kept warm, of a
+/// tagged alloc that reserves a free block with the free that releases it,
+/// and of enable_tagging + resolve_fault (which reserves the block) with
+/// the disable_tagging that releases it. Each pair leaves the pool as it
+/// found it, so no table is copied between calls: beside the single calls
+/// from a frozen state, this says whether a larger platform costs more work
+/// or only colder caches.
+fn warm_pairs_ns(data: u64) -> (f64, f64) {
+    let layout = layout(data, 1);
+    let clients = one_client(16);
+    let config = Config::default();
+    let mut tables = Tables::new(&layout, &clients, &config);
+    let mut pool = tables.pool(layout, &clients, config);
+    let batch = BATCH / 10;
+    let reserve = median(
+        (0..ROUNDS)
+            .map(|_| {
+                per_call(batch, || {
+                    pool.alloc(&mut NullMachine, 0, request(0, true))
+                        .expect("a block is free");
+                    pool.free(&mut NullMachine, 0, WINDOW).expect("held");
+                })
+            })
+            .collect(),
+    );
+    assert_eq!(
+        pool.stats().blocks_reserved,
+        0,
+        "each free released its block"
+    );
+    pool.alloc(&mut NullMachine, 0, request(1, false))
+        .expect("a page is free");
+    let vaddr = WINDOW + PAGE;
+    let enable = median(
+        (0..ROUNDS)
+            .map(|_| {
+                per_call(batch, || {
+                    pool.enable_tagging(&mut NullMachine, 0, vaddr, 1)
+                        .expect("the page is held");
+                    pool.resolve_fault(&mut NullMachine, 0, vaddr)
+                        .expect("its block is free");
+                    pool.disable_tagging(&mut NullMachine, 0, vaddr, 1)
+                        .expect("the page is tagged");
+                })
+            })
+            .collect(),
+    );
+    assert_eq!(
+        pool.stats().blocks_reserved,
+        0,
+        "each disable released its block"
+    );
+    (reserve, enable)
+}
+
 /// ns of enable_tagging of one untagged page plus the resolve of its fault.
 fn enable_and_resolve_ns(data: u64) -> f64 {
     let frozen = Frozen::prepare(
@@ -469,6 +524,7 @@ pub fn operation_rows(memcpy: f64) -> Vec<Row> {
         let (recall, copied) = recall_ns(data, 1);
         let enable = enable_and_resolve_ns(data);
         let reclaim = reclaim_ns(data);
+        let (reserve_pair, enable_pair) = warm_pairs_ns(data);
         let figures = [
             ("order-0 untagged alloc+free, warm", untagged),
             ("order-0 tagged alloc+free, block reserved", tagged),
@@ -476,6 +532,14 @@ pub fn operation_rows(memcpy: f64) -> Vec<Row> {
             ("tagged alloc recalling a 1-page block, 1 borrower", recall),
             ("enable_tagging + resolve_fault, one page", enable),
             ("reclaim of a client holding 10,000 frames", reclaim),
+            (
+                "tagged alloc reserving a free block + the free releasing it, warm pairs",
+                reserve_pair,
+            ),
+            (
+                "enable_tagging + resolve_fault + disable_tagging, warm triples",
+                enable_pair,
+            ),
         ];
         if index == 0 {
             let mut tagged_row = Row::new(format!("{} ({scale})", figures[1].0), tagged, "ns")
@@ -523,6 +587,13 @@ pub fn operation_rows(memcpy: f64) -> Vec<Row> {
                     )
                     .detail("window of 49,152 pages"),
             );
+            for (name, value) in &figures[6..] {
+                rows.push(
+                    Row::new(format!("{name} ({scale})"), *value, "ns")
+                        .against("order-0 untagged alloc+free, warm", untagged)
+                        .detail("no-op kernel; batches on one pool, each call undone by the next"),
+                );
+            }
             let (sparse, walk) = sparse_reclaim_ns(data);
             rows.push(
                 Row::new(
