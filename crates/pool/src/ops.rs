@@ -192,7 +192,8 @@ impl Pool<'_> {
     }
 
     /// Frees every frame of `client` (after it was stopped). Returns the
-    /// number of frames reclaimed. Work: one pass over its window.
+    /// number of frames reclaimed. Work: a word per 4,096 pages of its
+    /// window, and a release and at most three bitmap words per frame held.
     pub fn reclaim_client<M: Machine + ?Sized>(
         &mut self,
         machine: &mut M,
