@@ -202,7 +202,8 @@ impl Bounds {
 
     /// The reclaim of a client with a window of `window_pages` holding
     /// `held` frames: the window's summary words once, three bitmap words
-    /// per frame held and one more at the end, and a release per frame held.
+    /// per frame held and three more for the search that finds nothing,
+    /// and a release per frame held.
     pub fn reclaim(&self, window_pages: u32, held: u32) -> Work {
         let held = u64::from(held);
         let summary = u64::from(crate::mapped::summary_words(window_pages));

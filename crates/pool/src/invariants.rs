@@ -542,8 +542,56 @@ impl Pool<'_> {
     /// follow the page words (`mapped.rs`).
     fn check_mapped_bits(&self, number: u8, client: &ClientState) -> Result<(), Violation> {
         let subject = Subject::Client(number);
+        // The client's words are where its window says (a resumed table
+        // could say otherwise): after the words of every earlier client.
+        let bits_first: usize = self.clients[..usize::from(number)]
+            .iter()
+            .map(|c| crate::mapped::words(c.window_pages))
+            .sum();
+        require(
+            client.bits_first as usize == bits_first,
+            Invariant::Accounting,
+            subject,
+            "the client's mapped-page bits follow those of the clients before it",
+            bits_first as u64,
+            client.bits_first.into(),
+        )?;
+        let summary_words = crate::mapped::summary_words(client.window_pages);
+        require(
+            client.summary_words == summary_words,
+            Invariant::Accounting,
+            subject,
+            "a summary word per 4,096 window pages",
+            summary_words.into(),
+            client.summary_words.into(),
+        )?;
         let summary_first = client.bits_first as usize;
         let pages_first = summary_first + client.summary_words as usize;
+        // No summary bit beyond the last page word: reclaim would follow it
+        // into the next client's words.
+        let page_words = client.window_pages.div_ceil(64);
+        let stray = match summary_words.checked_sub(1) {
+            // Windows are never empty (Pool::new), but a resumed table is
+            // only what it says.
+            None => 0,
+            Some(last) => {
+                let used_bits = page_words - 64 * last;
+                let word = self.map_bits[summary_first + last as usize];
+                if used_bits == 64 {
+                    0
+                } else {
+                    word >> used_bits
+                }
+            }
+        };
+        require(
+            stray == 0,
+            Invariant::Accounting,
+            subject,
+            "no summary bit past the window's last word of mapped-page bits",
+            0,
+            stray,
+        )?;
         for (word_index, first_page) in (0..client.window_pages).step_by(64).enumerate() {
             let last_page = client.window_pages.min(first_page + 64);
             let expected = (first_page..last_page)

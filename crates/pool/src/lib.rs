@@ -477,7 +477,8 @@ impl<'a> Pool<'a> {
                 summary_words: mapped::summary_words(spec.window_pages),
             };
             map_first += spec.window_pages;
-            // At most 2/64 of the page map's length, which fits in u32.
+            // Under 1/32 of the window's pages plus 2 per client, so the
+            // total fits in u32 as the page map's offsets do.
             bits_first += mapped::words(spec.window_pages) as u32;
         }
         storage.page_map.fill(NIL);

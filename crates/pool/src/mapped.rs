@@ -85,6 +85,12 @@ impl Pool<'_> {
             let in_use = self.map_bits[summary + at] & mask;
             if in_use != 0 {
                 let found = at * 64 + in_use.trailing_zeros() as usize;
+                // check_invariants() requires no summary bit past the last
+                // page word; one there would lead into the next client's.
+                assert!(
+                    found < page_words,
+                    "client {client}: stray summary bit {found}"
+                );
                 self.work.frames_scanned += 1;
                 return Some(first_page(found, self.map_bits[pages + found]));
             }

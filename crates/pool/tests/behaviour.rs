@@ -5,8 +5,8 @@ mod common;
 use common::*;
 use tagloan_mte::{uniform_tags, with_pointer_tag, Tag, TagOps};
 use tagloan_pool::{
-    AllocRequest, ArgumentRule, Config, LendPolicy, PageState, Pool, PoolError, RegionSpec,
-    Resolution, TagPlacement,
+    AllocRequest, ArgumentRule, Config, Invariant, LendPolicy, PageState, Pool, PoolError,
+    RegionSpec, Resolution, Subject, TagPlacement,
 };
 use tagloan_ram::{AccessFault, SimMachine};
 
@@ -977,5 +977,57 @@ fn pinning_a_page_awaiting_tags_keeps_it_taggable() {
             deferred_restored: false
         }
     );
+    assert_invariants(&pool);
+}
+
+/// The mapped-page bits that reclaim follows are checked against the page
+/// map: a page bit cleared, a page bit set for an unmapped page, a summary
+/// bit out of step with its word, and a summary bit past the window's last
+/// word (which would lead reclaim into the next client's bits) are each
+/// reported, and the tables as the pool left them pass.
+#[test]
+fn check_invariants_reports_mapped_page_bits_out_of_step_with_the_page_map() {
+    let layout = one_region(4096, 1);
+    // 100 pages: two page words, one summary word with two bits in use.
+    let specs = clients(2, 100, 64);
+    let config = Config::default();
+    let mut tables = Tables::new(&layout, &specs, &config);
+    let header = {
+        let mut pool = Pool::new(layout, &specs, config, tables.storage()).unwrap();
+        pool.alloc(&mut NoMachine, 0, untagged(window(0) + 70 * PAGE, 0))
+            .unwrap();
+        pool.alloc(&mut NoMachine, 1, untagged(window(1), 0))
+            .unwrap();
+        assert_invariants(&pool);
+        pool.header()
+    };
+    // Client 0's words: summary at 0, page words at 1 and 2.
+    assert_eq!(tables.map_bits[..3], [0b10, 0, 1 << 6]);
+    let corruptions: [(&str, usize, u64); 4] = [
+        ("page bit cleared", 2, 0),
+        ("page bit of an unmapped page", 1, 1),
+        ("summary bit of an empty word", 0, 0b11),
+        ("summary bit past the last word", 0, 0b110),
+    ];
+    for (what, word, value) in corruptions {
+        let mut copy = Tables {
+            frames: tables.frames.clone(),
+            page_map: tables.page_map.clone(),
+            map_bits: tables.map_bits.clone(),
+            deferred: tables.deferred.clone(),
+            clients: tables.clients.clone(),
+            blocks: tables.blocks.clone(),
+        };
+        copy.map_bits[word] = value;
+        let pool = Pool::resume(header, copy.storage()).unwrap();
+        let violation = pool.check_invariants().expect_err(what);
+        assert_eq!(
+            violation.invariant,
+            Invariant::Accounting,
+            "{what}: {violation}"
+        );
+        assert_eq!(violation.subject, Subject::Client(0), "{what}: {violation}");
+    }
+    let pool = Pool::resume(header, tables.storage()).unwrap();
     assert_invariants(&pool);
 }

@@ -288,7 +288,7 @@ fn reserve_free_block_ns(data: u64) -> f64 {
     })
 }
 
-/// ns per pair, in batches on one pool over `data` frames kept warm, of a
+/// ns per pair (or triple), in batches on one pool over `data` frames kept warm, of a
 /// tagged alloc that reserves a free block with the free that releases it,
 /// and of enable_tagging + resolve_fault (which reserves the block) with
 /// the disable_tagging that releases it. Each pair leaves the pool as it
