@@ -360,8 +360,22 @@ fn bench_prints_every_row_with_its_baseline_and_holds_the_counted_bars() {
             "reclaim of a client holding 10,000 frames",
             "tagged alloc reserving a free block + the free releasing it, warm pairs",
             "enable_tagging + resolve_fault + disable_tagging, warm triples",
+            "tagged alloc recalling a 8-page block, 8 borrowers",
+            "tagged alloc recalling a 32-page block, 32 borrowers",
         ] {
             row(&format!("{op} ({scale})"));
+        }
+    }
+    // The fast path's fills at the larger sizes, against the same at 128 MiB.
+    for scale in ["2 GiB", "16 GiB"] {
+        for fill in [
+            "empty",
+            "warm (one other page held)",
+            "half full, fragmented (every other frame held)",
+            "full (all data frames but one held)",
+        ] {
+            let r = row(&format!("order-0 untagged alloc+free, {fill} ({scale})"));
+            assert_eq!(r["baseline"]["name"], "the same at 128 MiB", "{r}");
         }
     }
     for block in [8, 32] {

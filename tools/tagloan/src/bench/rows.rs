@@ -126,12 +126,11 @@ impl Fill {
     }
 }
 
-/// Order-0 untagged alloc+free, the pool against the buddy baseline over the
-/// same frames, in the state `fill`, batches alternating.
-fn fast_path_row(fill: Fill) -> Row {
-    let data = 32_768u64;
+/// ns of order-0 untagged alloc+free, the pool's and the buddy baseline's
+/// over the same `data` frames, in the state `fill`, batches alternating.
+fn fast_path_ns(fill: Fill, data: u64) -> (f64, f64) {
     let layout = layout(data, 1);
-    let clients = one_client(40_000);
+    let clients = one_client(data as u32 + 8);
     let mut tables = Tables::new(&layout, &clients, &Config::default());
     let mut pool = tables.pool(layout, &clients, Config::default());
     let mut buddy = Baseline::new();
@@ -166,7 +165,7 @@ fn fast_path_row(fill: Fill) -> Row {
             }
         }
     }
-    let (ours, theirs, _) = alternating(
+    let (baseline, ours, _) = alternating(
         ROUNDS,
         || {
             per_call(BATCH, || {
@@ -182,27 +181,45 @@ fn fast_path_row(fill: Fill) -> Row {
             })
         },
     );
-    // `alternating` returns (a, b, b/a): here a is the baseline.
-    let (baseline, ours) = (ours, theirs);
-    Row::new(
-        format!("order-0 untagged alloc+free, {}", fill.name()),
-        ours,
-        "ns",
-    )
-    .against(
-        "buddy_system_allocator 0.13 FrameAllocator, same frames",
-        baseline,
-    )
-    .bar(Bar::RatioAtMost(1.2))
-    .detail("no-op kernel: the pool's bookkeeping alone, 128 MiB")
+    (ours, baseline)
 }
 
-/// The four fast-path rows.
+/// The fast-path rows: at 128 MiB, the pool against the buddy baseline in
+/// each fill; at 2 GiB and 16 GiB, each against the same at 128 MiB (bar:
+/// 16 GiB at most 1.5 times it), with the buddy's figure at that size.
 pub fn fast_path_rows() -> Vec<Row> {
-    [Fill::Empty, Fill::Warm, Fill::Fragmented, Fill::Full]
-        .into_iter()
-        .map(fast_path_row)
-        .collect()
+    let fills = [Fill::Empty, Fill::Warm, Fill::Fragmented, Fill::Full];
+    let mut rows = Vec::new();
+    let mut at_small = Vec::new();
+    for (index, &(data, scale)) in SCALES.iter().enumerate() {
+        for (n, &fill) in fills.iter().enumerate() {
+            let (ours, buddy) = fast_path_ns(fill, data);
+            let name = format!("order-0 untagged alloc+free, {}", fill.name());
+            if index == 0 {
+                rows.push(
+                    Row::new(name, ours, "ns")
+                        .against(
+                            "buddy_system_allocator 0.13 FrameAllocator, same frames",
+                            buddy,
+                        )
+                        .bar(Bar::RatioAtMost(1.2))
+                        .detail("no-op kernel: the pool's bookkeeping alone, 128 MiB"),
+                );
+                at_small.push(ours);
+            } else {
+                let mut row = Row::new(format!("{name} ({scale})"), ours, "ns")
+                    .against(format!("the same at {}", SCALES[0].1), at_small[n])
+                    .detail(format!(
+                        "buddy_system_allocator over the same {scale}: {buddy:.0} ns"
+                    ));
+                if index == SCALES.len() - 1 {
+                    row = row.bar(Bar::RatioAtMost(1.5));
+                }
+                rows.push(row);
+            }
+        }
+    }
+    rows
 }
 
 /// ns per warm order-0 alloc+free, untagged and tagged (another tagged page
@@ -525,6 +542,8 @@ pub fn operation_rows(memcpy: f64) -> Vec<Row> {
         let enable = enable_and_resolve_ns(data);
         let reclaim = reclaim_ns(data);
         let (reserve_pair, enable_pair) = warm_pairs_ns(data);
+        let (recall_8, copied_8) = recall_ns(data, 8);
+        let (recall_32, copied_32) = recall_ns(data, 32);
         let figures = [
             ("order-0 untagged alloc+free, warm", untagged),
             ("order-0 tagged alloc+free, block reserved", tagged),
@@ -539,6 +558,14 @@ pub fn operation_rows(memcpy: f64) -> Vec<Row> {
             (
                 "enable_tagging + resolve_fault + disable_tagging, warm triples",
                 enable_pair,
+            ),
+            (
+                "tagged alloc recalling a 8-page block, 8 borrowers",
+                recall_8,
+            ),
+            (
+                "tagged alloc recalling a 32-page block, 32 borrowers",
+                recall_32,
             ),
         ];
         if index == 0 {
@@ -562,16 +589,14 @@ pub fn operation_rows(memcpy: f64) -> Vec<Row> {
                     .bar(Bar::RatioAtMost(3.0))
                     .detail("real 4 KiB copies and zeroing, no-op maps and tags"),
             );
-            for block in [8u64, 32] {
-                let (ns, copied) = recall_ns(data, block);
+            for ((name, ns), copied) in figures[8..].iter().zip([copied_8, copied_32]) {
                 rows.push(
-                    Row::new(
-                        format!("tagged alloc recalling a {block}-page block, {block} borrowers ({scale})"),
-                        ns,
-                        "ns",
-                    )
-                    .against(format!("memcpy 4 KiB x {copied} pages copied"), memcpy * copied as f64)
-                    .detail("real 4 KiB copies and zeroing, no-op maps and tags"),
+                    Row::new(format!("{name} ({scale})"), *ns, "ns")
+                        .against(
+                            format!("memcpy 4 KiB x {copied} pages copied"),
+                            memcpy * copied as f64,
+                        )
+                        .detail("real 4 KiB copies and zeroing, no-op maps and tags"),
                 );
             }
             rows.push(
@@ -587,7 +612,7 @@ pub fn operation_rows(memcpy: f64) -> Vec<Row> {
                     )
                     .detail("window of 49,152 pages"),
             );
-            for (name, value) in &figures[6..] {
+            for (name, value) in &figures[6..8] {
                 rows.push(
                     Row::new(format!("{name} ({scale})"), *value, "ns")
                         .against("order-0 untagged alloc+free, warm", untagged)
