@@ -13,7 +13,7 @@
 //! free blocks of its group are refiled: at most `32 * block_frames` entries
 //! are visited, independent of the size of the platform.
 
-use crate::frame::{BlockState, Class, Frame, MAX_ORDER};
+use crate::frame::{BlockState, Class, Frame, CLASSES, MAX_ORDER, ORDERS};
 use crate::layout::{BlockId, FrameIndex, PoolKind, NIL};
 use crate::Pool;
 
@@ -34,6 +34,52 @@ impl Pool<'_> {
             PoolKind::Data => &mut self.data_lists[order as usize][class as usize],
             PoolKind::Tag => &mut self.tag_lists[order as usize],
         }
+    }
+
+    /// Where the orders with a non-empty list of `pool` and `class` are
+    /// kept: one word per data class, and one for the tag pool.
+    fn nonempty_slot(pool: PoolKind, class: Class) -> usize {
+        match pool {
+            PoolKind::Data => class as usize,
+            PoolKind::Tag => CLASSES,
+        }
+    }
+
+    /// Records whether the list of `pool`, `order` and `class` has a block.
+    fn mark_nonempty(&mut self, pool: PoolKind, order: u8, class: Class, nonempty: bool) {
+        let word = &mut self.nonempty_orders[Pool::nonempty_slot(pool, class)];
+        if nonempty {
+            *word |= 1 << order;
+        } else {
+            *word &= !(1 << order);
+        }
+    }
+
+    /// The lowest order at or above `order` whose list of `pool` and
+    /// `class` has a block: one word read, where a walk of the orders would
+    /// read up to ten list heads.
+    pub(crate) fn lowest_nonempty(&self, pool: PoolKind, class: Class, order: u8) -> Option<u8> {
+        let orders = self.nonempty_orders[Pool::nonempty_slot(pool, class)] & (!0u16 << order);
+        (orders != 0).then(|| orders.trailing_zeros() as u8)
+    }
+
+    /// Whether the non-empty-order words agree with the list heads (for
+    /// `check_invariants()`): the first list where they do not.
+    pub(crate) fn nonempty_disagreement(&self) -> Option<(PoolKind, u8, Class)> {
+        for order in 0..ORDERS as u8 {
+            for (pool, class) in Class::ALL
+                .iter()
+                .map(|&class| (PoolKind::Data, class))
+                .chain([(PoolKind::Tag, TAG_POOL_CLASS)])
+            {
+                let has_block = self.first_free(pool, order, class) != NIL;
+                let marked = self.lowest_nonempty(pool, class, order) == Some(order);
+                if marked != has_block {
+                    return Some((pool, order, class));
+                }
+            }
+        }
+        None
     }
 
     /// The head of the free list of `pool`, `order` and `class`.
@@ -75,6 +121,9 @@ impl Pool<'_> {
             class
         };
         let old_first = *self.list_head(pool, order, class);
+        if old_first == NIL {
+            self.mark_nonempty(pool, order, class, true);
+        }
         self.set(
             head,
             Frame::FreeHead {
@@ -104,6 +153,9 @@ impl Pool<'_> {
         let pool = self.pool_of(head);
         if prev == NIL {
             *self.list_head(pool, order, class) = next;
+            if next == NIL {
+                self.mark_nonempty(pool, order, class, false);
+            }
         } else {
             self.set_links(prev, Some(next), None);
         }

@@ -487,6 +487,15 @@ impl Pool<'_> {
                 self.tag_lists[order],
             )?;
         }
+        if let Some((pool, order, class)) = self.nonempty_disagreement() {
+            return Err(fail(
+                Invariant::FreeLists,
+                Subject::List { pool, order, class },
+                "an order is marked non-empty exactly when its list has a block",
+                u64::from(self.first_free(pool, order, class) != NIL),
+                u64::from(self.lowest_nonempty(pool, class, order) == Some(order)),
+            ));
+        }
         require(
             heads == tally.free_heads,
             Invariant::FreeLists,

@@ -391,6 +391,10 @@ pub struct Pool<'a> {
     blocks: &'a mut [BlockState],
     data_lists: [[FrameIndex; CLASSES]; ORDERS],
     tag_lists: [FrameIndex; ORDERS],
+    /// Per data class, and for the tag pool last: bit `order` is set when
+    /// that list has a block, so a search finds the lowest order with one
+    /// in one word (kept by `list_push` and `list_remove`).
+    nonempty_orders: [u16; CLASSES + 1],
     stats: Stats,
     work: Work,
     /// Where the next search for a range to evacuate starts.
@@ -504,6 +508,7 @@ impl<'a> Pool<'a> {
             blocks: storage.blocks,
             data_lists: [[NIL; CLASSES]; ORDERS],
             tag_lists: [NIL; ORDERS],
+            nonempty_orders: [0; CLASSES + 1],
             stats,
             work: Work::default(),
             evacuation_cursor: 0,

@@ -51,9 +51,8 @@ impl Pool<'_> {
     /// classes first.
     fn find_data_in(&self, classes: &[Class], order: u8) -> Option<FrameIndex> {
         classes.iter().find_map(|&class| {
-            (order..=MAX_ORDER)
+            self.lowest_nonempty(PoolKind::Data, class, order)
                 .map(|found| self.first_free(PoolKind::Data, found, class))
-                .find(|&head| head != NIL)
         })
     }
 
@@ -84,9 +83,8 @@ impl Pool<'_> {
 
     /// A free tag storage block of at least `order`: its head.
     pub(crate) fn find_tag_storage(&self, order: u8) -> Option<FrameIndex> {
-        (order..=MAX_ORDER)
+        self.lowest_nonempty(PoolKind::Tag, Class::FreeBlock, order)
             .map(|found| self.first_free(PoolKind::Tag, found, Class::FreeBlock))
-            .find(|&head| head != NIL)
     }
 
     /// Where untagged movable data of `order` goes, by the lending policy.
