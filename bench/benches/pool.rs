@@ -9,7 +9,6 @@
 //! the pool returns to its state and nothing needs copying between
 //! iterations; `tagloan bench` times them alone, from frozen states.
 
-use buddy_system_allocator::FrameAllocator;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use tagloan_criterion::rig::*;
 use tagloan_pool::{AllocRequest, Config, Pool};
@@ -20,41 +19,20 @@ use tagloan_pool::{AllocRequest, Config, Pool};
 /// one (every data frame but one held), as `tagloan bench`'s rows.
 fn fast_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("order-0 untagged alloc+free");
-    for name in ["empty", "warm", "fragmented", "full"] {
+    for fill in Fill::ALL {
+        let name = match fill {
+            Fill::Empty => "empty",
+            Fill::Warm => "warm",
+            Fill::Fragmented => "fragmented",
+            Fill::Full => "full",
+        };
         let data = 32_768u64;
         let layout = layout(data, 1);
-        let clients = one_client(40_000);
+        let clients = one_client(data as u32 + 8);
         let mut tables = Tables::new(&layout, &clients, &Config::default());
         let mut pool = tables.pool(layout, &clients, Config::default());
-        let first = 0x80000usize;
-        let mut buddy = FrameAllocator::<10>::new();
-        buddy.add_frame(first, first + data as usize);
-        let held = match name {
-            "empty" => 0,
-            "warm" => 1,
-            _ => data,
-        };
-        for n in 1..=held {
-            pool.alloc(&mut NullMachine, 0, request(n, false)).unwrap();
-            buddy.alloc(1).unwrap();
-        }
-        if held == data {
-            let release = |frame: u64| match name {
-                "fragmented" => frame.is_multiple_of(2),
-                _ => frame == first as u64,
-            };
-            for n in 1..=data {
-                let vaddr = WINDOW + n * PAGE;
-                if release(pool.query(0, vaddr).unwrap().frame) {
-                    pool.free(&mut NullMachine, 0, vaddr).unwrap();
-                }
-            }
-            for frame in first..first + data as usize {
-                if release(frame as u64) {
-                    buddy.dealloc(frame, 1);
-                }
-            }
-        }
+        let mut buddy = Baseline::new();
+        fill_pool_and_baseline(&mut pool, &mut buddy, fill, data);
         group.bench_function(BenchmarkId::new("pool", name), |b| {
             b.iter(|| {
                 pool.alloc(&mut NullMachine, 0, request(0, false)).unwrap();

@@ -1010,14 +1010,7 @@ fn check_invariants_reports_mapped_page_bits_out_of_step_with_the_page_map() {
         ("summary bit past the last word", 0, 0b110),
     ];
     for (what, word, value) in corruptions {
-        let mut copy = Tables {
-            frames: tables.frames.clone(),
-            page_map: tables.page_map.clone(),
-            map_bits: tables.map_bits.clone(),
-            deferred: tables.deferred.clone(),
-            clients: tables.clients.clone(),
-            blocks: tables.blocks.clone(),
-        };
+        let mut copy = tables.clone();
         copy.map_bits[word] = value;
         let pool = Pool::resume(header, copy.storage()).unwrap();
         let violation = pool.check_invariants().expect_err(what);

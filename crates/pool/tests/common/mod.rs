@@ -33,6 +33,7 @@ impl TagOps for NoMachine {
 }
 
 /// The tables a pool borrows, owned by the test.
+#[derive(Clone)]
 pub struct Tables {
     pub frames: Vec<FrameEntry>,
     pub page_map: Vec<u32>,

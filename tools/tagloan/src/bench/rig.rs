@@ -274,3 +274,69 @@ pub fn next_random(seed: &mut u64) -> u64 {
     *seed ^= *seed << 17;
     *seed
 }
+
+/// The fast path's baseline: a plain buddy allocator whose largest block,
+/// 2^9 frames, is the pool's `MAX_ORDER`.
+pub type Baseline = buddy_system_allocator::FrameAllocator<10>;
+
+/// How full the pool and the baseline are while they serve order-0 pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// Nothing else held: every pair splits from order 9 and merges back.
+    Empty,
+    /// One other page held: the common, warm case.
+    Warm,
+    /// Every other data frame held: no split, no merge.
+    Fragmented,
+    /// Every data frame but one held.
+    Full,
+}
+
+impl Fill {
+    pub const ALL: [Fill; 4] = [Fill::Empty, Fill::Warm, Fill::Fragmented, Fill::Full];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fill::Empty => "empty",
+            Fill::Warm => "warm (one other page held)",
+            Fill::Fragmented => "half full, fragmented (every other frame held)",
+            Fill::Full => "full (all data frames but one held)",
+        }
+    }
+}
+
+/// Brings `pool` (over [`layout`]`(data, _)`, one client) and `buddy`
+/// (empty) to the state `fill` over the same `data` frames, page 0 of the
+/// window left for the pairs: the same frames held in both.
+pub fn fill_pool_and_baseline(pool: &mut Pool<'_>, buddy: &mut Baseline, fill: Fill, data: u64) {
+    let first = 0x80000usize;
+    buddy.add_frame(first, first + data as usize);
+    let held = match fill {
+        Fill::Empty => 0,
+        Fill::Warm => 1,
+        Fill::Fragmented | Fill::Full => data,
+    };
+    for n in 1..=held {
+        pool.alloc(&mut NullMachine, 0, request(n, false))
+            .expect("a frame is free");
+        buddy.alloc(1).expect("a frame is free");
+    }
+    let release = |frame: u64| match fill {
+        Fill::Fragmented => frame.is_multiple_of(2),
+        Fill::Full => frame == first as u64,
+        Fill::Empty | Fill::Warm => false,
+    };
+    if held == data {
+        for n in 1..=data {
+            let vaddr = WINDOW + n * PAGE;
+            if release(pool.query(0, vaddr).expect("held").frame) {
+                pool.free(&mut NullMachine, 0, vaddr).expect("held");
+            }
+        }
+        for frame in first..first + data as usize {
+            if release(frame as u64) {
+                buddy.dealloc(frame, 1);
+            }
+        }
+    }
+}

@@ -1,7 +1,6 @@
 //! Every row of `tagloan bench` (DESIGN §9), each with its baseline measured
 //! in the same run and the ratio the bar is about.
 
-use buddy_system_allocator::FrameAllocator;
 use tagloan_pool::{Config, Layout, Pool, TagPlacement};
 
 use super::rig::*;
@@ -83,8 +82,6 @@ impl Row {
 const BATCH: u32 = 20_000;
 const ROUNDS: usize = 15;
 const SAMPLES: usize = 31;
-/// The largest buddy block, 2^9 frames, as the pool's `MAX_ORDER`.
-type Baseline = FrameAllocator<10>;
 
 /// ns of one 4 KiB `memcpy` (median of batches).
 pub fn memcpy_ns() -> f64 {
@@ -102,30 +99,6 @@ pub fn memcpy_ns() -> f64 {
     )
 }
 
-/// How full the pool and the baseline are while they serve order-0 pairs.
-#[derive(Clone, Copy)]
-enum Fill {
-    /// Nothing else held: every pair splits from order 9 and merges back.
-    Empty,
-    /// One other page held: the common, warm case.
-    Warm,
-    /// Every other data frame held: no split, no merge.
-    Fragmented,
-    /// Every data frame but one held.
-    Full,
-}
-
-impl Fill {
-    fn name(self) -> &'static str {
-        match self {
-            Fill::Empty => "empty",
-            Fill::Warm => "warm (one other page held)",
-            Fill::Fragmented => "half full, fragmented (every other frame held)",
-            Fill::Full => "full (all data frames but one held)",
-        }
-    }
-}
-
 /// ns of order-0 untagged alloc+free, the pool's and the buddy baseline's
 /// over the same `data` frames, in the state `fill`, batches alternating.
 fn fast_path_ns(fill: Fill, data: u64) -> (f64, f64) {
@@ -134,37 +107,7 @@ fn fast_path_ns(fill: Fill, data: u64) -> (f64, f64) {
     let mut tables = Tables::new(&layout, &clients, &Config::default());
     let mut pool = tables.pool(layout, &clients, Config::default());
     let mut buddy = Baseline::new();
-    let first = 0x80000usize;
-    buddy.add_frame(first, first + data as usize);
-    // Everything but page 0 of the window, which the pairs use.
-    let held = match fill {
-        Fill::Empty => 0,
-        Fill::Warm => 1,
-        Fill::Fragmented | Fill::Full => data,
-    };
-    for n in 1..=held {
-        pool.alloc(&mut NullMachine, 0, request(n, false))
-            .expect("a frame is free");
-        buddy.alloc(1).expect("a frame is free");
-    }
-    let release = |frame: u64| match fill {
-        Fill::Fragmented => frame.is_multiple_of(2),
-        Fill::Full => frame == 0x80000,
-        Fill::Empty | Fill::Warm => false,
-    };
-    if held == data {
-        for n in 1..=data {
-            let vaddr = WINDOW + n * PAGE;
-            if release(pool.query(0, vaddr).expect("held").frame) {
-                pool.free(&mut NullMachine, 0, vaddr).expect("held");
-            }
-        }
-        for frame in first..first + data as usize {
-            if release(frame as u64) {
-                buddy.dealloc(frame, 1);
-            }
-        }
-    }
+    fill_pool_and_baseline(&mut pool, &mut buddy, fill, data);
     let (baseline, ours, _) = alternating(
         ROUNDS,
         || {
@@ -188,11 +131,10 @@ fn fast_path_ns(fill: Fill, data: u64) -> (f64, f64) {
 /// each fill; at 2 GiB and 16 GiB, each against the same at 128 MiB (bar:
 /// 16 GiB at most 1.5 times it), with the buddy's figure at that size.
 pub fn fast_path_rows() -> Vec<Row> {
-    let fills = [Fill::Empty, Fill::Warm, Fill::Fragmented, Fill::Full];
     let mut rows = Vec::new();
     let mut at_small = Vec::new();
     for (index, &(data, scale)) in SCALES.iter().enumerate() {
-        for (n, &fill) in fills.iter().enumerate() {
+        for (n, fill) in Fill::ALL.into_iter().enumerate() {
             let (ours, buddy) = fast_path_ns(fill, data);
             let name = format!("order-0 untagged alloc+free, {}", fill.name());
             if index == 0 {
