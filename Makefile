@@ -5,7 +5,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run map bench check assure test test-rust test-mte test-assure test-fuzz test-sel4 test-sel4-mte sdk-mte cross image qemu platforms lint fmt clean
+.PHONY: all deps build run map bench check assure test test-rust test-mte test-assure test-fuzz test-sel4 test-sel4-mte test-qemu-mte sdk-mte qemu-mte cross image qemu platforms lint fmt clean
 
 all: build
 
@@ -15,9 +15,11 @@ all: build
 # gcc and qemu-user build and run the hardware MTE test; qemu-system-arm
 # boots the seL4 image and libclang-dev serves rust-sel4's bindgen; cmake,
 # ninja, xmllint and patch build the patched seL4 SDK (make sdk-mte); spin
-# checks the fault protocol's model (make test-assure).
+# checks the fault protocol's model (make test-assure); glib, libfdt, zlib,
+# pkg-config, python3-venv and bzip2 build the carve-out QEMU (make qemu-mte).
 APT_PACKAGES := device-tree-compiler gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user binutils \
-	qemu-system-arm libclang-dev cmake ninja-build libxml2-utils patch spin
+	qemu-system-arm libclang-dev cmake ninja-build libxml2-utils patch spin \
+	libglib2.0-dev libfdt-dev zlib1g-dev pkg-config python3-venv bzip2
 RUST_TARGETS := aarch64-unknown-linux-gnu aarch64-unknown-none
 
 deps:
@@ -72,7 +74,7 @@ bench: platforms
 # the seL4 boot test (SKIPPED without MICROKIT_SDK), and MTE on seL4 with
 # our kernel patches (SKIPPED without the seL4 and Microkit sources).
 # TAGLOAN_CASES and TAGLOAN_SEED change the property run.
-test: platforms test-mte cross test-rust test-assure test-fuzz test-sel4 test-sel4-mte
+test: platforms test-mte cross test-rust test-assure test-fuzz test-sel4 test-qemu-mte test-sel4-mte
 
 # The hardware MTE test: real IRG/STG/LDG/DC GZVA under qemu-aarch64 -cpu max.
 # Where the cross tools are missing it says SKIPPED; TAGLOAN_REQUIRE_MTE=1
@@ -140,10 +142,34 @@ test-sel4: platforms
 sdk-mte:
 	tools/sel4/sdk-mte
 
-# Builds the patched SDK and the image with it, boots it, checks the log:
-# real tag checks on seL4. SKIPPED without MICROKIT_SDK or the sources.
+# Builds the patched SDK and the image with it, boots it on the carve-out
+# QEMU (make qemu-mte), checks the log: real tag checks on seL4, with the
+# tags physically in the carve-out; then images with injected bugs, each of
+# which the system must detect there (and, for contrast, on Debian's QEMU).
+# SKIPPED without MICROKIT_SDK or the sources.
 test-sel4-mte: platforms
 	tests/sel4/mte-test
+
+# The carve-out QEMU: qemu-system-aarch64 10.0.2 with our patch
+# (sel4/patches/qemu-mte-tag-storage.patch), whose virt machine keeps the
+# MTE tags of the pool's data in the carve-out RAM the device tree names.
+# Built from QEMU_SRC (default ../shared/qemu/qemu_10.0.2+ds.orig.tar.xz;
+# elsewhere the upstream qemu-10.0.2.tar.xz) into
+# $${XDG_CACHE_HOME:-~/.cache}/tagloan/qemu-<key>/, once per source, patch
+# and options; never over the system's QEMU. Then, to boot the image on it:
+#   QEMU_CARVEOUT=1 MICROKIT_BOARD=qemu_virt_aarch64_el1 make qemu
+qemu-mte:
+	@tools/sel4/qemu-mte; status=$$?; \
+	if [ $$status = 2 ] && [ -n "$$TAGLOAN_REQUIRE_SEL4" ]; then echo "qemu-mte: FAILED: the QEMU source is missing" >&2; exit 1; fi; \
+	[ $$status = 2 ] && exit 0; exit $$status
+
+# The carve-out QEMU's own test: it builds (or reuses) it, checks that the
+# cache is reused, that the property the platform's device tree gives puts
+# the alias where the tags of the pool's data are looked up, and that every
+# wrong property and a missing source are refused with a clear message.
+# SKIPPED without the source; TAGLOAN_REQUIRE_SEL4=1 makes that a failure.
+test-qemu-mte: platforms
+	tests/sel4/qemu-mte-test
 
 # Platform blobs, built from platforms/*.dts (never committed).
 DTS := $(wildcard platforms/*.dts platforms/invalid/*.dts)
@@ -162,7 +188,8 @@ test-rust:
 	set -o pipefail; $(CARGO) test -p tagloan-pool --features inject-release-with-hold --test teeth 2>&1 | tee -a target/test-rust.log
 	set -o pipefail; $(CARGO) test -p tagloan-pool --features inject-stuck-evacuation-cursor --test teeth 2>&1 | tee -a target/test-rust.log
 	@# Injected bugs the model checker must find (crates/pool/tests/model.rs).
-	set -o pipefail; $(CARGO) test -p tagloan-pool --features inject-stale-tags --test properties 2>&1 | tee -a target/test-rust.log
+	set -o pipefail; for bug in inject-stale-tags inject-tag-block-offset inject-skip-tag-storage-clean; do \
+		$(CARGO) test -p tagloan-pool --features $$bug --test properties 2>&1 | tee -a target/test-rust.log || exit 1; done
 	set -o pipefail; for bug in inject-skip-recall inject-quota-leak inject-refusal-side-effect inject-forget-block-ref; do \
 		$(CARGO) test -p tagloan-pool --features $$bug --test model 2>&1 | tee -a target/test-rust.log || exit 1; done
 	@awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^failed/) f += $$i } } \

@@ -23,6 +23,10 @@ value() { # value LINE KEY: the number after KEY= in LINE
 # The line number of the first line with TEXT (0 if none).
 first_line() { grep -nF -- "$1" "$log" | head -n 1 | cut -d: -f1 | grep . || echo 0; }
 summary() {
-    echo "$prefix: $passed passed, $failed failed (serial log: $log)"
+    if [ "$log" = /dev/null ]; then
+        echo "$prefix: $passed passed, $failed failed"
+    else
+        echo "$prefix: $passed passed, $failed failed (serial log: $log)"
+    fi
     [ "$failed" = 0 ]
 }

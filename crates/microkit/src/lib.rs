@@ -425,7 +425,7 @@ pub struct DebugLine {
 
 impl DebugLine {
     /// Bytes a line holds.
-    pub const CAPACITY: usize = 320;
+    pub const CAPACITY: usize = 512;
 
     pub const fn new() -> DebugLine {
         DebugLine {

@@ -109,6 +109,73 @@ pub fn zva_block_bytes() -> usize {
     4 << (dczid & 0xf)
 }
 
+/// CTR_EL0, readable at EL0 where the kernel sets SCTLR_EL1.UCT (Linux
+/// does; seL4 does with `AARCH64_USER_CACHE_ENABLE`, as Microkit's QEMU
+/// boards are built).
+fn cache_type() -> u64 {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effect.
+    unsafe {
+        asm!("mrs {c}, ctr_el0", c = out(reg) ctr, options(nomem, nostack, preserves_flags));
+    }
+    ctr
+}
+
+/// The smallest data cache line in bytes (CTR_EL0.DminLine).
+pub fn data_line_bytes() -> usize {
+    4 << ((cache_type() >> 16) & 0xf)
+}
+
+/// The data bytes whose allocation tags share the smallest cache line that
+/// holds tags (CTR_EL0.TminLine, as the RFC's `tcache_line_size` reads
+/// it); the data line where a CPU does not say.
+pub fn tag_line_bytes() -> usize {
+    match (cache_type() >> 32) & 0x3f {
+        0 => data_line_bytes(),
+        log2_words => 4 << log2_words,
+    }
+}
+
+/// DC CIVAC over `[address, address + len)`: cleans and invalidates the
+/// data cache lines to the point of coherency.
+///
+/// # Safety
+/// The range must be mapped; at EL0 the kernel must allow cache
+/// maintenance (SCTLR_EL1.UCI).
+pub unsafe fn clean_invalidate_data(address: u64, len: usize) {
+    let line = data_line_bytes() as u64;
+    let mut at = address & !(line - 1);
+    while at < address + len as u64 {
+        // SAFETY: the caller guarantees the line is mapped and the
+        // maintenance allowed.
+        unsafe { asm!("dc civac, {a}", a = in(reg) at, options(nostack, preserves_flags)) };
+        at += line;
+    }
+    // SAFETY: a barrier only.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// DC CIGVAC over `[address, address + len)`: cleans and invalidates the
+/// cache lines of the allocation tags of that tagged memory to the point
+/// of coherency (the data lines are left alone).
+///
+/// # Safety
+/// As [`clean_invalidate_data`]; the range should be mapped Tagged, or the
+/// operation has no tags to act on.
+pub unsafe fn clean_invalidate_tags(address: u64, len: usize) {
+    let line = tag_line_bytes() as u64;
+    let mut at = address & !(line - 1);
+    while at < address + len as u64 {
+        // SAFETY: as for `clean_invalidate_data`.
+        unsafe {
+            asm!(".arch_extension memtag", "dc cigvac, {a}", a = in(reg) at, options(nostack, preserves_flags))
+        };
+        at += line;
+    }
+    // SAFETY: a barrier only.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
 /// Runs `f` with tag checks overridden (PSTATE.TCO = 1), as a server does to
 /// copy or zero a client's frame whatever its tags are.
 pub fn without_tag_checks<R>(f: impl FnOnce() -> R) -> R {
@@ -178,6 +245,17 @@ impl MteFrames {
 }
 
 impl TagOps for MteFrames {
+    fn clean_for_tags(&mut self, tag_frame: Pfn) {
+        // SAFETY: the frame is inside our window (address panics otherwise);
+        // Linux allows EL0 cache maintenance.
+        unsafe { clean_invalidate_data(self.address(tag_frame), FRAME_BYTES) }
+    }
+
+    fn clean_tags(&mut self, frame: Pfn) {
+        // SAFETY: as above; the window is PROT_MTE memory.
+        unsafe { clean_invalidate_tags(self.address(frame), FRAME_BYTES) }
+    }
+
     fn zero_tags(&mut self, frame: Pfn) {
         let address = self.address(frame);
         for offset in (0..FRAME_BYTES).step_by(2 * GRANULE_BYTES) {

@@ -167,6 +167,11 @@ pub trait Kernel {
     fn copy_frame(&mut self, source: Pfn, destination: Pfn);
     /// Zeroes the data of `frame`.
     fn zero_frame(&mut self, frame: Pfn);
+    /// Reads `bytes.len()` bytes of `frame` at `offset` through a Normal
+    /// (untagged) mapping: what the frame holds as data. The server reads a
+    /// tag storage frame this way to see where the hardware put the tags
+    /// (its start-up carve-out probe and its tag audit).
+    fn read_frame(&mut self, frame: Pfn, offset: usize, bytes: &mut [u8]);
 }
 
 /// A data memory region and its tag storage: where each data frame's tags
@@ -213,6 +218,18 @@ pub trait TagOps {
     fn read_tags(&mut self, frame: Pfn, tags: &mut FrameTags);
     /// Writes the packed tags of `frame`.
     fn write_tags(&mut self, frame: Pfn, tags: &FrameTags);
+
+    /// Tag storage clean, before tag storage frame `tag_frame` holds tags
+    /// (its block is being reserved): cleans and invalidates its data cache
+    /// lines, so that no dirty line a borrower left is written back over
+    /// the tags later (the RFC's patch 26: `dcache_inval_poc` of the block).
+    fn clean_for_tags(&mut self, tag_frame: Pfn);
+    /// Tag storage clean, before the tag storage of data frame `frame` may
+    /// hold data again (`frame` stops being tagged): cleans and invalidates
+    /// the cache lines of its tags, so that no dirty tag line is written
+    /// back over a borrower's data later (patch 26: `dcache_inval_tags_poc`
+    /// on every tagged free).
+    fn clean_tags(&mut self, frame: Pfn);
 }
 
 #[cfg(test)]

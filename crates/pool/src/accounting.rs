@@ -4,7 +4,7 @@
 
 use crate::frame::{BlockState, Frame, FrameEntry, Mode};
 use crate::layout::{BlockId, FrameIndex, PoolKind, NIL};
-use crate::{ClientId, Pool};
+use crate::{ClientId, Machine, Pool};
 
 impl Pool<'_> {
     /// The state of `index`. The table is only ever written by the pool, so a
@@ -116,8 +116,19 @@ impl Pool<'_> {
     }
 
     /// Drops one tagged frame's reference; the block returns to the tag pool
-    /// when nothing holds it any more.
-    pub(crate) fn drop_ref(&mut self, data_frame: FrameIndex) {
+    /// when nothing holds it any more. The frame's tag lines are cleaned
+    /// first (tag storage clean, DESIGN §7), whether or not the block is
+    /// released: once none of its frames is tagged, its tag storage may
+    /// hold data, and no dirty tag line may be written back over it.
+    pub(crate) fn drop_ref<M: Machine + ?Sized>(
+        &mut self,
+        machine: &mut M,
+        data_frame: FrameIndex,
+    ) {
+        if !cfg!(feature = "inject-skip-tag-storage-clean") {
+            machine.clean_tags(self.pfn(data_frame));
+            self.stats.tag_storage_cleans += 1;
+        }
         let block = self
             .layout
             .group_block(data_frame)

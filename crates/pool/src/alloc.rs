@@ -20,7 +20,7 @@ impl Pool<'_> {
         // The test-only injected bug forgets the block reference of a freed
         // tagged frame, to prove the model checker notices (tests/model.rs).
         if owned.mode == Mode::Tagged && !cfg!(feature = "inject-forget-block-ref") {
-            self.drop_ref(index);
+            self.drop_ref(machine, index);
         }
     }
 

@@ -431,14 +431,17 @@ impl Pool<'_> {
     /// Refiles the groups of every tag block `tag_frame .. + frames` touches,
     /// after frames of it were lent or returned.
     pub(crate) fn refile_after_tag_change(&mut self, tag_frame: FrameIndex, frames: u32) {
-        let Some(first) = self.layout.tag_block(tag_frame) else {
-            return;
-        };
-        let Some(last) = self.layout.tag_block(tag_frame + frames - 1) else {
-            return;
-        };
-        for block in first..=last {
+        // Block by block, each found from its own first frame: one lookup a
+        // block, as a range of block numbers would take, and right for any
+        // numbering of the blocks in the carve-out.
+        let end = tag_frame + frames;
+        let mut frame = tag_frame;
+        while frame < end {
+            let Some(block) = self.layout.tag_block(frame) else {
+                return;
+            };
             self.refile_group(block);
+            frame = self.layout.block_tag_frames(block).end;
         }
     }
 }

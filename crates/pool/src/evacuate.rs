@@ -173,7 +173,8 @@ impl Pool<'_> {
             self.set(destination, Frame::Owned(owned));
             machine.map(owned.client, vaddr, pfn, Access::NoAccess);
         }
+        self.stats.tagged_migrations += 1;
         // The source's reference goes last: its block may be released.
-        self.drop_ref(source);
+        self.drop_ref(machine, source);
     }
 }

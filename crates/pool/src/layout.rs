@@ -436,7 +436,12 @@ impl Layout {
         if location.pool != PoolKind::Tag {
             return None;
         }
-        Some(r.first_block + r.per_block.divide(location.offset))
+        let block = r.per_block.divide(location.offset);
+        if cfg!(feature = "inject-tag-block-offset") {
+            // The inverse of the injected offset in `block_tag_frames`.
+            return Some(r.first_block + (block + r.blocks() - 1) % r.blocks());
+        }
+        Some(r.first_block + block)
     }
 
     pub(crate) fn block_region(&self, block: BlockId) -> usize {
@@ -453,7 +458,16 @@ impl Layout {
     /// The tag storage frames of `block`, as a range of frame indices.
     pub fn block_tag_frames(&self, block: BlockId) -> core::ops::Range<FrameIndex> {
         let r = &self.regions[self.block_region(block)];
-        let start = r.tag_first + (block - r.first_block) * r.block_frames;
+        let mut nth = block - r.first_block;
+        if cfg!(feature = "inject-tag-block-offset") {
+            // Injected bug (tests/sel4/mte-test): the tag address arithmetic
+            // is off by one block (wrapping in the region). Every table
+            // agrees with itself, so no invariant sees it: the pool reserves
+            // the block after the one that holds a page's tags, and may lend
+            // the one that does. Only tags in physical tag storage show it.
+            nth = (nth + 1) % r.blocks();
+        }
+        let start = r.tag_first + nth * r.block_frames;
         start..start + r.block_frames
     }
 
@@ -464,10 +478,20 @@ impl Layout {
         start..start + r.group_frames()
     }
 
-    /// Where the tags of data frame `pfn` live: the tag storage frame and the
-    /// byte offset in it (DESIGN §2: `tag_base + (p - mem_base) * 128`).
+    /// Where the pool keeps the tags of data frame `pfn`: the tag storage
+    /// frame and the byte offset in it, by the block arithmetic every
+    /// reservation uses (its group's block, that block's tag frames, the
+    /// frame's place in the group). It equals DESIGN §2's `tag_base + (p -
+    /// mem_base) * 128`, which the machines use as the hardware does (a
+    /// test holds the two together): the server's carve-out probe and tag
+    /// audit compare this with where the hardware put the tags.
     pub fn tag_location(&self, pfn: Pfn) -> Option<(Pfn, usize)> {
-        self.tag_regions().find_map(|r| r.tag_location(pfn))
+        let index = self.index_of_pfn(pfn)?;
+        let block = self.group_block(index)?;
+        let byte = (index - self.block_data_frames(block).start) as usize
+            * tagloan_mte::TAG_BYTES_PER_FRAME;
+        let frame = self.block_tag_frames(block).start + (byte / tagloan_mte::FRAME_BYTES) as u32;
+        Some((self.pfn(frame)?, byte % tagloan_mte::FRAME_BYTES))
     }
 
     /// The regions that have tag storage, as the machine locates tags.
@@ -595,6 +619,33 @@ mod tests {
         assert_eq!(layout.group_block(66 + 63), Some(2));
         assert_eq!(layout.group_block(66 + 64), Some(3));
         assert_eq!(layout.tag_block(66 + 131), Some(3));
+    }
+
+    /// The pool's block arithmetic puts every data frame's tags where the
+    /// hardware does (`TagRegion`), for blocks of 1, 2 and 3 frames.
+    #[test]
+    #[cfg(not(feature = "injected"))]
+    fn the_block_arithmetic_agrees_with_the_hardware_for_every_frame() {
+        for block_frames in [1, 2, 3] {
+            let layout = Layout::new(&[RegionSpec {
+                data_base: 0x80000,
+                data_frames: 32 * 6,
+                tags: Some(TagSpec {
+                    base: 0x90000,
+                    frames: 6,
+                    block_frames,
+                }),
+            }])
+            .unwrap();
+            let hardware = layout.tag_regions().next().unwrap();
+            for pfn in 0x80000..0x80000 + 32 * 6 {
+                assert_eq!(
+                    layout.tag_location(pfn),
+                    hardware.tag_location(pfn),
+                    "frame {pfn:#x}, blocks of {block_frames}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -357,6 +357,13 @@ pub struct Stats {
     pub deferred_parked: u64,
     /// Deferred tags restored on a tagged mapping.
     pub deferred_restored: u64,
+    /// Tagged pages moved to another frame (by evacuation), their tags
+    /// copied or parked.
+    pub tagged_migrations: u64,
+    /// Tag storage cleans (DESIGN §7): of a tag frame's data lines before
+    /// its block holds tags, and of a data frame's tag lines when it stops
+    /// being tagged.
+    pub tag_storage_cleans: u64,
     /// Requests refused, by cause.
     pub failures: FailureCounts,
 }
@@ -612,6 +619,8 @@ impl<'a> Pool<'a> {
             s.recalls,
             s.deferred_parked,
             s.deferred_restored,
+            s.tagged_migrations,
+            s.tag_storage_cleans,
         ] {
             mix(word);
         }

@@ -92,6 +92,16 @@ impl Pool<'_> {
             if moved > 0 {
                 self.stats.recalls += 1;
             }
+            // Tag storage clean (DESIGN §7), after the borrowers' data was
+            // copied out and before any tag is stored: no dirty data line
+            // of a borrower may be written back over the tags later.
+            for frame in self.layout.block_tag_frames(block) {
+                if cfg!(feature = "inject-skip-tag-storage-clean") {
+                    break;
+                }
+                machine.clean_for_tags(self.pfn(frame));
+                self.stats.tag_storage_cleans += 1;
+            }
             let first = self.layout.block_tag_frames(block).start;
             self.set(first, Frame::TagReserved { refs: 0, holds: 0 });
             self.stats.blocks_reserved += 1;

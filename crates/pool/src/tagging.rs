@@ -123,7 +123,7 @@ impl Pool<'_> {
             owned.mode = Mode::Untagged;
             self.set(index, Frame::Owned(owned));
             if was == Mode::Tagged {
-                self.drop_ref(index);
+                self.drop_ref(machine, index);
             }
             machine.map(client, vaddr, self.pfn(index), Access::Normal);
         }

@@ -654,12 +654,11 @@ fn random_sequences_keep_every_invariant_and_every_byte() {
     ));
 }
 
-/// Teeth: with tagged frames handed out with their old tags (a test-only
-/// feature of the pool), the property suite fails, and says after how many
-/// sequences and steps.
-#[cfg(feature = "inject-stale-tags")]
-#[test]
-fn teeth_a_tagged_frame_handed_out_with_stale_tags_is_caught() {
+/// Runs the property suite's sequences (from a fixed seed) until one fails,
+/// as an injected bug must make one do; returns the failure's message, the
+/// sequences run and the steps checked.
+#[cfg(feature = "injected")]
+fn first_failure(what: &str) -> (String, u64, u64) {
     let mut runner = TestRunner::new_with_rng(
         RunnerConfig {
             cases: 10_000,
@@ -676,12 +675,59 @@ fn teeth_a_tagged_frame_handed_out_with_stale_tags_is_caught() {
         run_sequence(setup, &ops);
         Ok(())
     });
-    let error = result.expect_err("the property suite must notice stale tags");
-    let message = error.to_string();
+    let error = result.expect_err(what);
+    (
+        error.to_string(),
+        sequences.load(Ordering::Relaxed),
+        STEPS.load(Ordering::Relaxed),
+    )
+}
+
+/// Teeth: with tagged frames handed out with their old tags (a test-only
+/// feature of the pool), the property suite fails, and says after how many
+/// sequences and steps.
+#[cfg(feature = "inject-stale-tags")]
+#[test]
+fn teeth_a_tagged_frame_handed_out_with_stale_tags_is_caught() {
+    let (message, sequences, steps) = first_failure("the property suite must notice stale tags");
     assert!(message.contains("I10"), "{message}");
     report(&format!(
-        "teeth: inject-stale-tags caught by the property suite after {} sequences ({} steps): I10, a tagged frame handed out with stale tags",
-        sequences.load(Ordering::Relaxed),
-        STEPS.load(Ordering::Relaxed)
+        "teeth: inject-stale-tags caught by the property suite after {sequences} sequences ({steps} steps): I10, a tagged frame handed out with stale tags"
+    ));
+}
+
+/// Teeth: with the pool's tag arithmetic off by one block (every table
+/// consistent with itself, so no invariant sees it), tags land in lent tag
+/// storage or data in reserved: the machine keeps tags physically in its
+/// RAM's tag storage, so the shadow of data and tags, or its cache model,
+/// notices.
+#[cfg(feature = "inject-tag-block-offset")]
+#[test]
+fn teeth_tag_arithmetic_off_by_a_block_is_caught() {
+    let (message, sequences, steps) =
+        first_failure("the property suite must notice tags in the wrong block");
+    let caught_by = if message.contains("tag storage clean") {
+        "the machine's cache model (tags and data in one tag frame)"
+    } else if message.contains("I9") || message.contains("I10") {
+        "the data and tag shadow"
+    } else {
+        panic!("an unexpected failure: {message}")
+    };
+    report(&format!(
+        "teeth: inject-tag-block-offset caught by {caught_by} after {sequences} sequences ({steps} steps)"
+    ));
+}
+
+/// Teeth: with the tag storage cleans left out, the machine's cache model
+/// (tags stored over a tag frame that may hold dirty data lines, or data
+/// over tags whose lines may be dirty) fails the suite.
+#[cfg(feature = "inject-skip-tag-storage-clean")]
+#[test]
+fn teeth_a_missing_tag_storage_clean_is_caught() {
+    let (message, sequences, steps) =
+        first_failure("the cache model must notice a missing tag storage clean");
+    assert!(message.contains("tag storage clean"), "{message}");
+    report(&format!(
+        "teeth: inject-skip-tag-storage-clean caught by the machine's cache model after {sequences} sequences ({steps} steps)"
     ));
 }

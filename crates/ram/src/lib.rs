@@ -7,7 +7,7 @@
 //! [`TagOps`]) and depends on nothing else, so the simulator runs on it and
 //! the pool core's tests use it without depending on the simulator.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tagloan_mte::{
     granule_tag, pointer_tag, untagged_address, Access, FrameTags, Kernel, Pfn, Tag, TagOps,
@@ -40,6 +40,36 @@ pub enum MachineEvent {
     TagWrite {
         frame: Pfn,
     },
+    /// A tag storage clean of a tag frame's data lines (before it holds tags).
+    CleanForTags {
+        tag_frame: Pfn,
+    },
+    /// A tag storage clean of a data frame's tag lines (before its tag
+    /// storage may hold data).
+    CleanTags {
+        frame: Pfn,
+    },
+}
+
+/// The caches, as far as tag storage cleans matter (DESIGN §7). Neither
+/// this simulator nor QEMU's TCG has caches, so a missing clean could never
+/// show as corruption; instead the model keeps the rule a real cache
+/// imposes and panics at the write that breaks it:
+/// - a tag storage frame written as data may hold dirty data lines until
+///   `clean_for_tags`; tags stored in it before then could later be
+///   overwritten by those lines' write-back;
+/// - a data frame whose tags were written may hold dirty tag lines until
+///   `clean_tags`; its tag storage frame written as data before then could
+///   later be overwritten by those lines' write-back.
+#[derive(Clone, Debug, Default)]
+struct CacheModel {
+    /// Tag storage frames written as data since their last clean.
+    dirty_data: BTreeSet<Pfn>,
+    /// Data frames whose tags were written since their last clean, with the
+    /// tag storage frame holding those tags.
+    dirty_tags: BTreeMap<Pfn, Pfn>,
+    /// Per tag storage frame: how many of its data frames have dirty tags.
+    dirty_tags_in: BTreeMap<Pfn, u32>,
 }
 
 const PAGE: u64 = FRAME_BYTES as u64;
@@ -109,6 +139,9 @@ pub struct SimMachine {
     pub frames_zeroed: u64,
     /// Tag writes by the server (zero, copy or restore of one frame).
     pub tag_writes: u64,
+    /// Tag storage cleans by the server (both kinds).
+    pub tag_storage_cleans: u64,
+    caches: CacheModel,
     /// Kernel and tag operations since the last drain, when recording.
     events: Option<Vec<MachineEvent>>,
 }
@@ -124,6 +157,8 @@ impl SimMachine {
             frames_copied: 0,
             frames_zeroed: 0,
             tag_writes: 0,
+            tag_storage_cleans: 0,
+            caches: CacheModel::default(),
             events: None,
         }
     }
@@ -192,6 +227,35 @@ impl SimMachine {
 
     fn tag_location(&self, pfn: Pfn) -> Option<(Pfn, usize)> {
         self.tag_regions.iter().find_map(|r| r.tag_location(pfn))
+    }
+
+    /// Whether `pfn` is a tag storage frame.
+    fn is_tag_frame(&self, pfn: Pfn) -> bool {
+        self.tag_regions.iter().any(|r| {
+            pfn >= r.tag_base
+                && pfn
+                    < r.tag_base + u64::from(r.data_frames) / tagloan_mte::DATA_FRAMES_PER_TAG_FRAME
+        })
+    }
+
+    /// Data is written to `pfn` (by the server or a client): the cache
+    /// model's check of a tag storage frame, then its dirty data lines.
+    fn data_written(&mut self, pfn: Pfn) {
+        if !self.is_tag_frame(pfn) {
+            return;
+        }
+        if self.caches.dirty_tags_in.get(&pfn).is_some_and(|&n| n > 0) {
+            let (frame, _) = self
+                .caches
+                .dirty_tags
+                .iter()
+                .find(|(_, &tag_frame)| tag_frame == pfn)
+                .expect("a dirty count has its frames");
+            panic!(
+                "tag storage frame {pfn:#x} written as data while the tag lines of data frame {frame:#x} may be dirty: clean_tags({frame:#x}) was not called when it stopped being tagged (tag storage clean, DESIGN §7)"
+            );
+        }
+        self.caches.dirty_data.insert(pfn);
     }
 
     /// The mapping of `client` at `vaddr`, if any.
@@ -269,6 +333,7 @@ impl SimMachine {
         if access == Access::Tagged {
             self.check_tags(pointer, pfn, offset, bytes.len())?;
         }
+        self.data_written(pfn);
         self.ram.write(pfn, offset, bytes);
         Ok(())
     }
@@ -307,6 +372,14 @@ impl SimMachine {
 
     fn write_frame_tags(&mut self, pfn: Pfn, tags: &FrameTags) {
         let (tag_frame, offset) = self.tag_bytes_at(pfn);
+        if self.caches.dirty_data.contains(&tag_frame) {
+            panic!(
+                "tags of data frame {pfn:#x} stored in tag storage frame {tag_frame:#x} while it may hold dirty data lines: clean_for_tags({tag_frame:#x}) was not called when its block was reserved (tag storage clean, DESIGN §7)"
+            );
+        }
+        if self.caches.dirty_tags.insert(pfn, tag_frame).is_none() {
+            *self.caches.dirty_tags_in.entry(tag_frame).or_default() += 1;
+        }
         self.ram.write(tag_frame, offset, tags);
     }
 }
@@ -340,6 +413,7 @@ impl Kernel for SimMachine {
     fn copy_frame(&mut self, source: Pfn, destination: Pfn) {
         let mut data = [0; FRAME_BYTES];
         self.ram.read(source, 0, &mut data);
+        self.data_written(destination);
         self.ram.write(destination, 0, &data);
         self.frames_copied += 1;
         self.event(MachineEvent::Copy {
@@ -349,9 +423,14 @@ impl Kernel for SimMachine {
     }
 
     fn zero_frame(&mut self, frame: Pfn) {
+        self.data_written(frame);
         self.ram.write(frame, 0, &[0; FRAME_BYTES]);
         self.frames_zeroed += 1;
         self.event(MachineEvent::Zero { frame });
+    }
+
+    fn read_frame(&mut self, frame: Pfn, offset: usize, bytes: &mut [u8]) {
+        self.ram.read(frame, offset, bytes);
     }
 }
 
@@ -378,6 +457,32 @@ impl TagOps for SimMachine {
         self.write_frame_tags(frame, tags);
         self.tag_writes += 1;
         self.event(MachineEvent::TagWrite { frame });
+    }
+
+    fn clean_for_tags(&mut self, tag_frame: Pfn) {
+        assert!(
+            self.is_tag_frame(tag_frame),
+            "clean_for_tags({tag_frame:#x}): not a tag storage frame"
+        );
+        self.caches.dirty_data.remove(&tag_frame);
+        self.tag_storage_cleans += 1;
+        self.event(MachineEvent::CleanForTags { tag_frame });
+    }
+
+    fn clean_tags(&mut self, frame: Pfn) {
+        if let Some(tag_frame) = self.caches.dirty_tags.remove(&frame) {
+            let count = self
+                .caches
+                .dirty_tags_in
+                .get_mut(&tag_frame)
+                .expect("a dirty frame is counted");
+            *count -= 1;
+            if *count == 0 {
+                self.caches.dirty_tags_in.remove(&tag_frame);
+            }
+        }
+        self.tag_storage_cleans += 1;
+        self.event(MachineEvent::CleanTags { frame });
     }
 }
 
@@ -430,6 +535,43 @@ mod tests {
         let mut out = [0; 3];
         m.load(1, good, &mut out).unwrap();
         assert_eq!(out, [1, 2, 3]);
+    }
+
+    /// Data frame 0x100's tags live in tag frame 0x200 (see `machine`).
+    #[test]
+    #[should_panic(expected = "clean_for_tags(0x200) was not called")]
+    fn tags_stored_over_a_tag_frame_written_as_data_need_a_clean_first() {
+        let mut m = machine();
+        m.zero_frame(0x200);
+        m.write_tags(0x100, &uniform_tags(Tag::from_low_bits(5)));
+    }
+
+    #[test]
+    #[should_panic(expected = "clean_tags(0x100) was not called")]
+    fn data_over_tags_whose_lines_may_be_dirty_needs_a_clean_first() {
+        let mut m = machine();
+        m.write_tags(0x100, &uniform_tags(Tag::from_low_bits(5)));
+        m.copy_frame(0x101, 0x200);
+    }
+
+    #[test]
+    fn with_the_cleans_a_tag_frame_switches_between_data_and_tags() {
+        let mut m = machine();
+        // Lent: a borrower's data in tag frame 0x200.
+        m.map(2, 0x5000_0000, 0x200, Access::Normal);
+        m.store(2, 0x5000_0000, &[7; 8]).unwrap();
+        m.unmap(2, 0x5000_0000);
+        // Reserved: cleaned, then tags.
+        m.clean_for_tags(0x200);
+        m.write_tags(0x100, &uniform_tags(Tag::from_low_bits(5)));
+        m.map(1, 0x4000_0000, 0x100, Access::Tagged);
+        m.set_granule_tags(1, with_pointer_tag(0x4000_0010, Tag::from_low_bits(9)), 16)
+            .unwrap();
+        m.unmap(1, 0x4000_0000);
+        // Released: the tags' lines cleaned, then data again.
+        m.clean_tags(0x100);
+        m.zero_frame(0x200);
+        assert_eq!(m.tag_storage_cleans, 2);
     }
 
     #[test]

@@ -152,6 +152,9 @@ impl Kernel for SharedMachine {
     fn zero_frame(&mut self, frame: Pfn) {
         self.0.borrow_mut().zero_frame(frame)
     }
+    fn read_frame(&mut self, frame: Pfn, offset: usize, bytes: &mut [u8]) {
+        self.0.borrow_mut().read_frame(frame, offset, bytes)
+    }
 }
 
 impl TagOps for SharedMachine {
@@ -166,5 +169,11 @@ impl TagOps for SharedMachine {
     }
     fn write_tags(&mut self, frame: Pfn, tags: &FrameTags) {
         self.0.borrow_mut().write_tags(frame, tags)
+    }
+    fn clean_for_tags(&mut self, tag_frame: Pfn) {
+        self.0.borrow_mut().clean_for_tags(tag_frame)
+    }
+    fn clean_tags(&mut self, frame: Pfn) {
+        self.0.borrow_mut().clean_tags(frame)
     }
 }

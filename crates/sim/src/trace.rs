@@ -88,6 +88,15 @@ pub enum Event {
     TagWrite {
         frame: u64,
     },
+    /// A tag storage clean of a tag frame's data lines, before it holds tags.
+    CleanForTags {
+        tag_frame: u64,
+    },
+    /// A tag storage clean of a data frame's tag lines, when it stops being
+    /// tagged.
+    CleanTags {
+        frame: u64,
+    },
     Inject {
         pd: usize,
         what: String,
@@ -117,6 +126,8 @@ impl From<tagloan_ram::MachineEvent> for Event {
             M::Copy { from, to } => Event::Copy { from, to },
             M::Zero { frame } => Event::Zero { frame },
             M::TagWrite { frame } => Event::TagWrite { frame },
+            M::CleanForTags { tag_frame } => Event::CleanForTags { tag_frame },
+            M::CleanTags { frame } => Event::CleanTags { frame },
         }
     }
 }
@@ -138,6 +149,8 @@ pub struct Summary {
     pub copies: u64,
     pub zeroes: u64,
     pub tag_writes: u64,
+    /// Tag storage cleans, both kinds.
+    pub tag_storage_cleans: u64,
     pub injections: u64,
     pub accesses: u64,
     /// PDs stopped because their parent resumed them on the same fault
@@ -266,6 +279,7 @@ impl Trace {
             Event::Copy { .. } => s.copies += 1,
             Event::Zero { .. } => s.zeroes += 1,
             Event::TagWrite { .. } => s.tag_writes += 1,
+            Event::CleanForTags { .. } | Event::CleanTags { .. } => s.tag_storage_cleans += 1,
             Event::Inject { .. } => s.injections += 1,
             Event::Livelock { .. } => s.livelocks += 1,
             Event::Init { .. }
@@ -379,6 +393,10 @@ impl Trace {
             Event::Copy { from, to } => write!(out, "copy pfn {from:#x} -> {to:#x}"),
             Event::Zero { frame } => write!(out, "zero pfn {frame:#x}"),
             Event::TagWrite { frame } => write!(out, "tags pfn {frame:#x}"),
+            Event::CleanForTags { tag_frame } => {
+                write!(out, "clean data lines of tag pfn {tag_frame:#x}")
+            }
+            Event::CleanTags { frame } => write!(out, "clean tag lines of pfn {frame:#x}"),
             Event::Inject { pd, what } => write!(out, "inject {} {what}", self.name(*pd)),
             Event::Print { pd, text } => write!(out, "print {}: {text}", self.name(*pd)),
         };

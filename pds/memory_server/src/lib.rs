@@ -22,7 +22,7 @@ mod convert;
 use tagloan_microkit::{Channel, ChannelSet, Env, Handler, Infallible, MessageInfo};
 use tagloan_mte::{granule_tag, untagged_address, FrameTags, GRANULE_BYTES, TAG_BYTES_PER_FRAME};
 use tagloan_platform::TagStorage;
-use tagloan_pool::{AllocRequest, Config, Machine, Pool, Resolution, Storage};
+use tagloan_pool::{AllocRequest, Config, Machine, Pfn, Pool, Resolution, Storage};
 use tagloan_proto::{
     dispatch, AllocSpec, Allocated, ArgumentRule, Caller, ClientId, ClientTable, DecodeError,
     Error, FaultKind, FaultReply, Freed, Op, PageInfo, PageState, Reclaimed, Request, Response,
@@ -80,6 +80,9 @@ impl tagloan_pool::Kernel for NoMachine {
     fn zero_frame(&mut self, _: tagloan_pool::Pfn) {
         match *self {}
     }
+    fn read_frame(&mut self, _: tagloan_pool::Pfn, _: usize, _: &mut [u8]) {
+        match *self {}
+    }
 }
 
 impl tagloan_mte::TagOps for NoMachine {
@@ -93,6 +96,12 @@ impl tagloan_mte::TagOps for NoMachine {
         match *self {}
     }
     fn copy_tags(&mut self, _: tagloan_pool::Pfn, _: tagloan_pool::Pfn) {
+        match *self {}
+    }
+    fn clean_for_tags(&mut self, _: tagloan_pool::Pfn) {
+        match *self {}
+    }
+    fn clean_tags(&mut self, _: tagloan_pool::Pfn) {
         match *self {}
     }
 }
@@ -120,6 +129,11 @@ pub struct ServerCounters {
     /// violations they found.
     pub invariant_checks: u64,
     pub invariant_violations: u64,
+    /// The server's tag audit (with each invariant check, where tags live
+    /// in the carve-out): tagged frames compared, and those whose tags
+    /// were not in their tag storage bytes.
+    pub tag_audits: u64,
+    pub tag_audit_mismatches: u64,
 }
 
 /// The pool and the machine its frames live in.
@@ -142,6 +156,8 @@ struct Serving<M> {
     fault_handler_channel: Option<u8>,
     /// Whether the hardware stores tags (the init-time probe).
     probe: TagProbe,
+    /// Where it stores them (the same probe).
+    home: TagHome,
     counters: ServerCounters,
 }
 
@@ -211,6 +227,11 @@ impl<M: Machine> MemoryServer<M> {
         self.serving.as_ref().map(|s| s.probe)
     }
 
+    /// Where the start-up probe found the tags, once the server runs.
+    pub fn tag_home(&self) -> Option<TagHome> {
+        self.serving.as_ref().map(|s| s.home)
+    }
+
     /// The server's own counters.
     pub fn counters(&self) -> ServerCounters {
         self.serving
@@ -252,13 +273,13 @@ impl<M: Machine> MemoryServer<M> {
         let region = env
             .take_region_mut(BOOKKEEPING_REGION)
             .ok_or(StartError::NoRegion(BOOKKEEPING_REGION))?;
-        let (frames, probe) = match self.machine.take() {
+        let (frames, probe, home) = match self.machine.take() {
             Some(mut machine) => {
                 let (storage, _) = Storage::carve(region, &sizes).map_err(StartError::Pool)?;
                 let mut pool =
                     Pool::new(platform.layout, specs, config, storage).map_err(StartError::Pool)?;
-                let probe = probe_tags(&mut pool, &mut machine);
-                (Some(Frames { pool, machine }), probe)
+                let (probe, home) = probe_tags(&mut pool, &mut machine);
+                (Some(Frames { pool, machine }), probe, home)
             }
             None => {
                 let probe = match self.own_probe {
@@ -266,7 +287,7 @@ impl<M: Machine> MemoryServer<M> {
                     Some(_) => TagProbe::NotStored,
                     None => TagProbe::Untested,
                 };
-                (None, probe)
+                (None, probe, TagHome::Unknown)
             }
         };
         Ok(Serving {
@@ -275,6 +296,7 @@ impl<M: Machine> MemoryServer<M> {
             fault_handler_channel: table.fault_handler.as_ref().map(|(_, c)| *c),
             table,
             probe,
+            home,
             counters: ServerCounters::default(),
         })
     }
@@ -328,22 +350,143 @@ pub enum TagProbe {
     Untested,
 }
 
-/// Stores a non-zero tag on a scratch frame and reads it back. On seL4
-/// without kernel MTE support the instructions run but store nothing.
-fn probe_tags<M: Machine>(pool: &mut Pool<'static>, machine: &mut M) -> TagProbe {
+/// Where the hardware keeps the tags, as the start-up probe found them
+/// (DESIGN §7): the probe frame's tags, once stored, are read back as data
+/// from the tag storage frame where the pool keeps them. On real hardware
+/// this is also the check that the device tree's carve-out matches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagHome {
+    /// In the carve-out the device tree describes: the tag storage bytes
+    /// at `tag_frame` + `offset` hold the probe frame's tags.
+    CarveOut { tag_frame: Pfn, offset: usize },
+    /// Tags are stored, but those bytes do not hold them: a hidden tag
+    /// memory (stock QEMU's), or a device tree (or tag arithmetic) that
+    /// does not match the hardware.
+    Elsewhere { tag_frame: Pfn, offset: usize },
+    /// The platform stores no tags ([`TagProbe::NotStored`]).
+    Nowhere,
+    /// Not probed: no frames, or no tag storage.
+    Unknown,
+}
+
+/// Tags with every nibble non-zero and no two neighbouring bytes alike, so
+/// that neither zeroed nor shifted storage can pass for them.
+fn probe_pattern() -> FrameTags {
+    let mut tags = [0; TAG_BYTES_PER_FRAME];
+    for (i, byte) in tags.iter_mut().enumerate() {
+        let low = (i * 5 + 1) % 15 + 1;
+        let high = (i * 7 + 2) % 15 + 1;
+        *byte = (high << 4 | low) as u8;
+    }
+    tags
+}
+
+/// The tag storage bytes of data frame `frame` as the hardware holds them
+/// there, read as data. The caches first (DESIGN §7): the frame's tag
+/// lines are cleaned to memory, and the tag frame's data lines invalidated,
+/// so the read sees memory. These cleans are the probe's and the audit's
+/// own, not the pool's tag storage cleans, and are not counted with them.
+fn tags_in_storage<M: Machine>(machine: &mut M, frame: Pfn, at: (Pfn, usize)) -> FrameTags {
+    machine.clean_tags(frame);
+    machine.clean_for_tags(at.0);
+    let mut bytes = [0; TAG_BYTES_PER_FRAME];
+    machine.read_frame(at.0, at.1, &mut bytes);
+    bytes
+}
+
+/// Stores tags on a server frame of the pool and reads them back: whether
+/// tags are stored at all (on seL4 without kernel MTE support the
+/// instructions run but store nothing), and whether they are in the tag
+/// storage frame where the pool keeps them.
+fn probe_tags<M: Machine>(pool: &mut Pool<'static>, machine: &mut M) -> (TagProbe, TagHome) {
     let Ok(frame) = pool.take_server_frame(machine, true) else {
-        return TagProbe::NoTagStorage;
+        return (TagProbe::NoTagStorage, TagHome::Unknown);
     };
-    let pattern: FrameTags = [0xa5; TAG_BYTES_PER_FRAME];
+    let pattern = probe_pattern();
     machine.write_tags(frame, &pattern);
     let mut back = [0; TAG_BYTES_PER_FRAME];
     machine.read_tags(frame, &mut back);
-    machine.zero_tags(frame);
-    if back == pattern {
-        TagProbe::Stored
+    let result = if back != pattern {
+        (TagProbe::NotStored, TagHome::Nowhere)
     } else {
-        TagProbe::NotStored
+        match pool.layout().tag_location(frame) {
+            Some((tag_frame, offset)) => {
+                let stored = tags_in_storage(machine, frame, (tag_frame, offset));
+                let home = if stored == pattern {
+                    TagHome::CarveOut { tag_frame, offset }
+                } else {
+                    TagHome::Elsewhere { tag_frame, offset }
+                };
+                (TagProbe::Stored, home)
+            }
+            None => (TagProbe::Stored, TagHome::Unknown),
+        }
+    };
+    machine.zero_tags(frame);
+    result
+}
+
+/// A tagged frame whose tags are not where the pool keeps them.
+struct TagMismatch {
+    frame: Pfn,
+    client: ClientId,
+    vaddr: u64,
+    tag_frame: Pfn,
+    offset: usize,
+    /// The first byte that differs: its index, LDG's and storage's.
+    byte: usize,
+    by_ldg: u8,
+    in_storage: u8,
+}
+
+/// The server's own tag check, where tags live in the carve-out: every
+/// tagged frame's tags as LDG reads them against its tag storage bytes read
+/// as data. A difference means tags and the pool's tables disagree about
+/// where tags are: a tag write that missed its frame, data written into a
+/// reserved tag frame, or tag arithmetic off. Returns the frames compared
+/// and the first mismatch, if any.
+fn audit_tags<M: Machine>(
+    pool: &Pool<'static>,
+    machine: &mut M,
+    table: &ClientTable,
+) -> (u64, u64, Option<TagMismatch>) {
+    let layout = *pool.layout();
+    let (mut audited, mut mismatches, mut first) = (0, 0, None);
+    for index in 0..layout.frames_total() {
+        let Some(Ok(tagloan_pool::Frame::Owned(owned))) = pool.frame(index) else {
+            continue;
+        };
+        if owned.mode != tagloan_pool::Mode::Tagged {
+            continue;
+        }
+        let (Some(frame), Some(entry)) = (
+            layout.pfn(index),
+            table.clients.get(usize::from(owned.client)),
+        ) else {
+            continue;
+        };
+        let Some(at) = layout.tag_location(frame) else {
+            continue;
+        };
+        let mut by_ldg = [0; TAG_BYTES_PER_FRAME];
+        machine.read_tags(frame, &mut by_ldg);
+        let stored = tags_in_storage(machine, frame, at);
+        audited += 1;
+        if let Some(byte) = (0..TAG_BYTES_PER_FRAME).find(|&i| by_ldg[i] != stored[i]) {
+            mismatches += 1;
+            first.get_or_insert(TagMismatch {
+                frame,
+                client: owned.client,
+                vaddr: entry.window_base + u64::from(owned.page) * tagloan_mte::FRAME_BYTES as u64,
+                tag_frame: at.0,
+                offset: at.1,
+                byte,
+                by_ldg: by_ldg[byte],
+                in_storage: stored[byte],
+            });
+        }
     }
+    (audited, mismatches, first)
 }
 
 impl<M: Machine> Serving<M> {
@@ -562,6 +705,23 @@ impl<M: Machine> Handler for MemoryServer<M> {
                         TagProbe::Untested => "not run (no frames, and no probe of the server's own mapping)",
                     }
                 );
+                match serving.home {
+                    TagHome::CarveOut { tag_frame, offset } => tagloan_microkit::debug_println!(
+                        env,
+                        "memory_server: where tags live: in the carve-out the device tree describes, verified: the probe frame's tags read back as data at {:#x} (tag storage frame {tag_frame:#x}, byte {offset:#x})",
+                        tag_frame * tagloan_mte::FRAME_BYTES as u64 + offset as u64
+                    ),
+                    TagHome::Elsewhere { tag_frame, offset } => tagloan_microkit::debug_println!(
+                        env,
+                        "memory_server: where tags live: NOT in the carve-out the device tree describes: the probe frame's tags are stored, but not at {:#x} (tag storage frame {tag_frame:#x}, byte {offset:#x}); they live outside RAM (a hidden tag memory, as stock QEMU's), or the device tree does not match the hardware. Lent tag storage cannot collide with tags here",
+                        tag_frame * tagloan_mte::FRAME_BYTES as u64 + offset as u64
+                    ),
+                    TagHome::Nowhere => tagloan_microkit::debug_println!(
+                        env,
+                        "memory_server: where tags live: nowhere: the platform stores no tags (a tag stored through a Tagged mapping does not read back: no MTE2, or a kernel that gives user threads no MTE)"
+                    ),
+                    TagHome::Unknown => {}
+                }
                 match serving.frames.as_ref() {
                     Some(Frames { pool, .. }) => {
                         let s = pool.stats();
@@ -617,7 +777,7 @@ impl<M: Machine> Handler for MemoryServer<M> {
                     c.invariant_violations + u64::from(pool.check_invariants().is_err());
                 tagloan_microkit::debug_println!(
                     env,
-                    "memory_server: final: calls={} refused_malformed={} refused_permission={} failures={} lent_peak={} tag_frames_lent={} migrations={} recalls={} bytes_copied={} deferred_parked={} data_frames_free={} tag_frames_free={} invariant_checks={} violations={violations}",
+                    "memory_server: final: calls={} refused_malformed={} refused_permission={} failures={} lent_peak={} tag_frames_lent={} migrations={} tagged_migrations={} recalls={} bytes_copied={} deferred_parked={} deferred_restored={} tag_storage_cleans={} data_frames_free={} tag_frames_free={} invariant_checks={} violations={violations} tag_audits={} tag_audit_mismatches={}",
                     c.calls,
                     c.refused_malformed,
                     c.refused_permission,
@@ -625,13 +785,18 @@ impl<M: Machine> Handler for MemoryServer<M> {
                     c.lent_peak,
                     s.tag_frames_lent,
                     s.migrations,
+                    s.tagged_migrations,
                     s.recalls,
                     // Every migration copies one frame.
                     s.migrations * 4096,
                     s.deferred_parked,
+                    s.deferred_restored,
+                    s.tag_storage_cleans,
                     s.data_frames_free,
                     s.tag_frames_free,
-                    c.invariant_checks + 1
+                    c.invariant_checks + 1,
+                    c.tag_audits,
+                    c.tag_audit_mismatches
                 );
                 if c.stats_call_cycles > 0 && c.recall_call_cycles > 0 {
                     let x100 = c.recall_call_cycles * 100 / c.stats_call_cycles;
@@ -688,7 +853,6 @@ impl<M: Machine> Handler for MemoryServer<M> {
         let start = env.cycles();
         let recalls = serving.frames.as_ref().map(|f| f.pool.stats().recalls);
         let result = serving.call(caller, info.label(), &words[..info.count()]);
-        let message = reply(env, result);
         if let (Some(start), Some(end)) = (start, env.cycles()) {
             let cycles = end.wrapping_sub(start);
             let keep_least = |slot: &mut u64| {
@@ -702,9 +866,11 @@ impl<M: Machine> Handler for MemoryServer<M> {
                 keep_least(&mut serving.counters.stats_call_cycles);
             }
         }
-        // After the timing: the check is the audit's cost, not the call's.
+        // After the timing: the check is the audit's cost, not the call's;
+        // before the reply is written, as the audit's own kernel calls use
+        // the message registers the reply goes out in.
         if self.check_every > 0 && serving.counters.calls.is_multiple_of(self.check_every) {
-            if let Some(frames) = serving.frames.as_ref() {
+            if let Some(frames) = serving.frames.as_mut() {
                 serving.counters.invariant_checks += 1;
                 if let Err(violation) = frames.pool.check_invariants() {
                     serving.counters.invariant_violations += 1;
@@ -715,8 +881,30 @@ impl<M: Machine> Handler for MemoryServer<M> {
                         );
                     }
                 }
+                // Only where the probe found the tags in the carve-out:
+                // elsewhere the tag storage bytes are not the tags.
+                if matches!(serving.home, TagHome::CarveOut { .. }) {
+                    let (audited, mismatches, first) =
+                        audit_tags(&frames.pool, &mut frames.machine, &serving.table);
+                    let before = serving.counters.tag_audit_mismatches;
+                    serving.counters.tag_audits += audited;
+                    serving.counters.tag_audit_mismatches += mismatches;
+                    if let (0, Some(m)) = (before, first) {
+                        tagloan_microkit::debug_println!(
+                            env,
+                            "memory_server: TAG AUDIT: frame {:#x} (client {}, page {:#x}) has tag byte {} = {:#04x} by LDG, but its tag storage at {:#x} holds {:#04x}: tags are not where the pool keeps them",
+                            m.frame,
+                            m.client,
+                            m.vaddr,
+                            m.byte,
+                            m.by_ldg,
+                            m.tag_frame * tagloan_mte::FRAME_BYTES as u64 + (m.offset + m.byte) as u64,
+                            m.in_storage
+                        );
+                    }
+                }
             }
         }
-        Ok(message)
+        Ok(reply(env, result))
     }
 }

@@ -84,6 +84,8 @@ pub struct PoolRegion {
     pub untyped_slot: u64,
     pub base: Pfn,
     pub frames: u32,
+    /// Tag storage (the carve-out), not data.
+    pub tag_storage: bool,
 }
 
 /// A client's heap window.
@@ -330,7 +332,17 @@ impl Sel4Machine {
         let mut index = 0u64;
         for region in self.regions.iter().flatten() {
             if pfn >= region.base && pfn < region.base + u64::from(region.frames) {
-                return index + (pfn - region.base);
+                let mut nth = pfn - region.base;
+                if cfg!(feature = "inject-rotate-tag-frames") && region.tag_storage {
+                    // Injected bug (tests/sel4/mte-test): every operation
+                    // on tag storage frame `i` (map, copy, zero, read)
+                    // reaches frame `i + 1` of the carve-out. The pool's
+                    // tables and the clients' data stay consistent; only
+                    // tags in the carve-out show that data now lands on
+                    // the tags of the next block.
+                    nth = (nth + 1) % u64::from(region.frames);
+                }
+                return index + nth;
             }
             index += u64::from(region.frames);
         }
@@ -489,6 +501,20 @@ impl Kernel for Sel4Machine {
             unsafe { core::ptr::write_bytes(at[0] as *mut u8, 0, FRAME_BYTES) }
         });
     }
+
+    fn read_frame(&mut self, frame: Pfn, offset: usize, bytes: &mut [u8]) {
+        assert!(offset + bytes.len() <= FRAME_BYTES, "a read past the frame");
+        self.with_scratch(&[frame], Access::Normal, |at| {
+            // SAFETY: as for `copy_frame`; the range is inside the frame.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    (at[0] + offset) as *const u8,
+                    bytes.as_mut_ptr(),
+                    bytes.len(),
+                )
+            }
+        });
+    }
 }
 
 /// The tags of a frame, through a Tagged scratch mapping with STG and LDG,
@@ -521,6 +547,40 @@ impl TagOps for Sel4Machine {
                 let tag = unsafe { tagloan_mte::hw::ldg(address) };
                 tagloan_mte::set_granule_tag(tags, granule, tag);
             }
+        });
+    }
+
+    /// The kernel's `seL4_ARM_Page_CleanInvalidate_Data` on the frame's
+    /// scratch mapping (the invocation needs a mapped frame cap): DC CIVAC
+    /// over its 4 KiB by the kernel, to the point of coherency.
+    fn clean_for_tags(&mut self, tag_frame: Pfn) {
+        self.with_scratch(&[tag_frame], Access::Normal, |_| {
+            let error = sel4::with_ipc_buffer_mut(|buffer| {
+                buffer.inner_mut().seL4_ARM_Page_CleanInvalidate_Data(
+                    frame_cptr(SCRATCH_SLOTS),
+                    0,
+                    FRAME_BYTES as u64,
+                )
+            });
+            if let Some(error) = sel4::Error::from_sys(error) {
+                panic!("seL4_ARM_Page_CleanInvalidate_Data of tag frame {tag_frame:#x}: {error:?}");
+            }
+        });
+    }
+
+    /// DC CIGVAC over the frame through a Tagged scratch mapping, at EL0:
+    /// seL4 has no invocation for tag cache lines, and lets user threads
+    /// clean by address where it is built with `AARCH64_USER_CACHE_ENABLE`
+    /// (SCTLR_EL1.UCI), as Microkit's QEMU boards are. Where the kernel
+    /// gives no Tagged mapping there are no tags, and nothing to clean.
+    fn clean_tags(&mut self, frame: Pfn) {
+        if self.tags != KernelTags::Enforced {
+            return;
+        }
+        self.with_scratch(&[frame], Access::Tagged, |at| {
+            // SAFETY: the frame is mapped Tagged at the scratch window for
+            // the closure; the kernel allows EL0 cache maintenance (UCI).
+            unsafe { tagloan_mte::hw::clean_invalidate_tags(at[0] as u64, FRAME_BYTES) }
         });
     }
 

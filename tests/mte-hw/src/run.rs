@@ -56,6 +56,9 @@ impl Kernel for HwMachine {
         // SAFETY: the frame lies in our window; tag checks are overridden.
         hw::without_tag_checks(|| unsafe { std::ptr::write_bytes(at as *mut u8, 0, FRAME_BYTES) });
     }
+    fn read_frame(&mut self, frame: Pfn, offset: usize, bytes: &mut [u8]) {
+        self.read(frame, offset, bytes);
+    }
 }
 
 impl TagOps for HwMachine {
@@ -70,6 +73,12 @@ impl TagOps for HwMachine {
     }
     fn write_tags(&mut self, frame: Pfn, tags: &FrameTags) {
         self.frames.write_tags(frame, tags)
+    }
+    fn clean_for_tags(&mut self, tag_frame: Pfn) {
+        self.frames.clean_for_tags(tag_frame)
+    }
+    fn clean_tags(&mut self, frame: Pfn) {
+        self.frames.clean_tags(frame)
     }
 }
 

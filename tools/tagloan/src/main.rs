@@ -63,6 +63,13 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Print the carve-out QEMU's `mte-tag-storage` value for a platform
+    /// (DATA_BASE:DATA_SIZE:TAG_BASE), read from its device tree, so the
+    /// numbers are never typed twice (tools/sel4/qemu, make qemu-mte).
+    QemuTagStorage {
+        /// The platform device tree (.dts or .dtb) the image carries.
+        platform: PathBuf,
+    },
     /// Measure the pool's fast path.
     Bench {
         /// Print JSON instead of a table.
@@ -148,6 +155,52 @@ fn header(out: Option<PathBuf>) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `tagloan qemu-tag-storage`: the carve-out QEMU's property value for the
+/// one data region of `path` that has tag storage.
+fn qemu_tag_storage(path: &Path) -> Result<ExitCode, String> {
+    let blob = platform_blob(path)?;
+    println!("{}", qemu_tag_storage_value(path, &blob)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// DATA_BASE:DATA_SIZE:TAG_BASE of the platform's tag storage, or why the
+/// carve-out QEMU cannot take it.
+pub fn qemu_tag_storage_value(path: &Path, blob: &[u8]) -> Result<String, String> {
+    let platform = tagloan_platform::parse(blob, true)
+        .map_err(|e| format!("{}: device tree refused: {e}", path.display()))?;
+    if let tagloan_platform::TagStorage::Disabled(reason) = &platform.tag_storage {
+        return Err(format!(
+            "{}: tag storage reuse is disabled ({reason}); fix the node before giving it to QEMU",
+            path.display()
+        ));
+    }
+    let tagged: Vec<_> = platform
+        .regions
+        .iter()
+        .filter_map(|r| r.tags.map(|t| (r, t)))
+        .collect();
+    match tagged.as_slice() {
+        [] => Err(format!(
+            "{}: no memory region has tag storage (no `arm,mte-tag-storage` node): nothing for the carve-out QEMU to place",
+            path.display()
+        )),
+        [(region, tags)] => {
+            let frame = tagloan_mte::FRAME_BYTES as u64;
+            Ok(format!(
+                "{:#x}:{:#x}:{:#x}",
+                region.data_base * frame,
+                region.data_frames * frame,
+                tags.base * frame
+            ))
+        }
+        more => Err(format!(
+            "{}: {} memory regions have tag storage, and the carve-out QEMU's mte-tag-storage takes one; give it a platform with one",
+            path.display(),
+            more.len()
+        )),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -173,6 +226,7 @@ fn main() -> ExitCode {
             _ => bench::Output::Text,
         }),
         Some(Command::Header { out }) => header(out),
+        Some(Command::QemuTagStorage { platform }) => qemu_tag_storage(&platform),
     };
     match result {
         Ok(code) => code,

@@ -222,6 +222,40 @@ fn run_refuses_an_unknown_scenario_with_the_list() {
     );
 }
 
+/// The carve-out QEMU's property comes from the platform's device tree:
+/// the numbers are never typed twice.
+#[test]
+fn qemu_tag_storage_reads_the_carve_out_from_the_device_tree() {
+    let o = tagloan(&["qemu-tag-storage", "platforms/qemu-virt-mte.dts"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "0x80000000:0x8000000:0x88000000\n");
+    // Two tagged regions: the property takes one.
+    let o = tagloan(&["qemu-tag-storage", "platforms/fvp-rfc.dts"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(
+            "2 memory regions have tag storage, and the carve-out QEMU's mte-tag-storage takes one"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // A broken tag storage node: refused with its rule.
+    let o = tagloan(&["qemu-tag-storage", "platforms/invalid/size-ratio.dts"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("tag storage reuse is disabled"),
+        "{}",
+        stderr(&o)
+    );
+    let o = tagloan(&["qemu-tag-storage", "platforms/no-such.dtb"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("platforms/no-such.dtb: cannot read it"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn map_writes_a_png_a_person_can_read() {
     let out = std::env::temp_dir().join(format!("tagloan-map-test-{}.png", std::process::id()));

@@ -21,6 +21,9 @@ impl Kernel for NoMachine {
     fn unmap(&mut self, _: u8, _: u64) {}
     fn copy_frame(&mut self, _: Pfn, _: Pfn) {}
     fn zero_frame(&mut self, _: Pfn) {}
+    fn read_frame(&mut self, _: Pfn, _: usize, bytes: &mut [u8]) {
+        bytes.fill(0);
+    }
 }
 
 impl TagOps for NoMachine {
@@ -30,6 +33,8 @@ impl TagOps for NoMachine {
         *tags = [0; tagloan_mte::TAG_BYTES_PER_FRAME];
     }
     fn write_tags(&mut self, _: Pfn, _: &FrameTags) {}
+    fn clean_for_tags(&mut self, _: Pfn) {}
+    fn clean_tags(&mut self, _: Pfn) {}
 }
 
 /// The tables a pool borrows, owned by the test.

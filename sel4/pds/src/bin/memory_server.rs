@@ -118,10 +118,11 @@ fn machine() -> Result<Sel4Machine, NoMachine> {
         untyped_slot: 0,
         base: 0,
         frames: 0,
+        tag_storage: false,
     }; MAX_POOL_REGIONS];
     let mut count = 0;
     for region in &platform.regions {
-        let mut add = |base: u64, frames: u64| {
+        let mut add = |base: u64, frames: u64, tag_storage: bool| {
             if count == MAX_POOL_REGIONS {
                 return Err(NoMachine::TooBig("pool regions"));
             }
@@ -129,13 +130,14 @@ fn machine() -> Result<Sel4Machine, NoMachine> {
                 untyped_slot: POOL_UNTYPED_FIRST + count as u64,
                 base,
                 frames: frames as u32,
+                tag_storage,
             };
             count += 1;
             Ok(())
         };
-        add(region.data_base, region.data_frames)?;
+        add(region.data_base, region.data_frames, false)?;
         if let Some(tags) = region.tags {
-            add(tags.base, tags.frames)?;
+            add(tags.base, tags.frames, true)?;
         }
     }
     let objects_slot = POOL_UNTYPED_FIRST + count as u64;

@@ -22,6 +22,9 @@ impl Kernel for NullMachine {
     fn unmap(&mut self, _: u8, _: u64) {}
     fn copy_frame(&mut self, _: Pfn, _: Pfn) {}
     fn zero_frame(&mut self, _: Pfn) {}
+    fn read_frame(&mut self, _: Pfn, _: usize, bytes: &mut [u8]) {
+        bytes.fill(0);
+    }
 }
 
 impl TagOps for NullMachine {
@@ -31,6 +34,8 @@ impl TagOps for NullMachine {
         *tags = [0; 128];
     }
     fn write_tags(&mut self, _: Pfn, _: &FrameTags) {}
+    fn clean_for_tags(&mut self, _: Pfn) {}
+    fn clean_tags(&mut self, _: Pfn) {}
 }
 
 /// Frames of [`CopyMachine`]'s ring.
@@ -77,6 +82,9 @@ impl Kernel for CopyMachine {
         self.ring[slot(pfn)].fill(0);
         std::hint::black_box(&self.ring[slot(pfn)]);
     }
+    fn read_frame(&mut self, pfn: Pfn, offset: usize, bytes: &mut [u8]) {
+        bytes.copy_from_slice(&self.ring[slot(pfn)][offset..offset + bytes.len()]);
+    }
 }
 
 impl TagOps for CopyMachine {
@@ -86,6 +94,8 @@ impl TagOps for CopyMachine {
         *tags = [0; 128];
     }
     fn write_tags(&mut self, _: Pfn, _: &FrameTags) {}
+    fn clean_for_tags(&mut self, _: Pfn) {}
+    fn clean_tags(&mut self, _: Pfn) {}
 }
 
 /// One region of `data_frames` at 0x80000 and its tag storage right after
