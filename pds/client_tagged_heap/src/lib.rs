@@ -6,6 +6,12 @@
 //! granules (STG); the pointer carries the tag in bits 59:56. `free` retags
 //! the slot, so a stale pointer no longer matches: a use after free takes a
 //! tag-check fault, and the fault handler stops the client.
+//!
+//! Each fresh arena is read once through untagged (tag 0) pointers, a word
+//! of every granule: the server hands out a tagged frame with its tags
+//! zeroed (I10), so where tags are enforced a stale tag is a tag-check
+//! fault here, before any object is placed, and the fault handler stops
+//! the heap. Its data must be zero too, or the bytes count as corrupted.
 #![no_std]
 
 use tagloan_client::{
@@ -37,6 +43,10 @@ pub struct HeapPlan {
     pub operations: u32,
     /// At this operation, write through a stale pointer (use after free).
     pub use_after_free_at: Option<u32>,
+    /// At this operation, free the last arena (its objects checked first)
+    /// and allocate it again: a recycled tagged frame must come back with
+    /// its tags zeroed, which the fresh-arena read checks.
+    pub recycle_at: Option<u32>,
     pub seed: u64,
     /// Free every arena at the end.
     pub release: bool,
@@ -50,6 +60,7 @@ impl Default for HeapPlan {
             start_delay: 0,
             operations: 400,
             use_after_free_at: None,
+            recycle_at: None,
             seed: 0x4ea9,
             release: true,
         }
@@ -58,7 +69,8 @@ impl Default for HeapPlan {
 
 impl HeapPlan {
     /// Its part in the lending scenario: a tagged burst of 16 arenas once
-    /// the bulk client's fill is done.
+    /// the bulk client's fill is done, and halfway through its operations
+    /// an arena recycled.
     pub const fn lending() -> HeapPlan {
         HeapPlan {
             arenas: 16,
@@ -66,6 +78,7 @@ impl HeapPlan {
             start_delay: 300,
             operations: 300,
             use_after_free_at: None,
+            recycle_at: Some(150),
             seed: 0x4ea9,
             release: true,
         }
@@ -97,6 +110,10 @@ pub struct HeapCounts {
     /// pointer and compared (at free, and before the release or the use
     /// after free).
     pub objects_checked: u64,
+    /// Granules of fresh arenas read through a tag-0 pointer.
+    pub fresh_granules_checked: u64,
+    /// Arenas freed and allocated again.
+    pub arenas_recycled: u64,
     pub no_memory: u64,
     pub errors: u64,
     pub use_after_free_attempted: bool,
@@ -200,6 +217,69 @@ impl TaggedHeap {
         Ok(())
     }
 
+    /// Reads a fresh arena at `vaddr` through a tag-0 pointer, a word of
+    /// every granule: its tags must be zero (a stale one faults) and its
+    /// data too (a stale byte counts as corrupted).
+    fn check_fresh(&mut self, env: &mut dyn Env, vaddr: u64) -> Result<(), Stopped> {
+        let bytes = PAGE << self.plan.order.min(2);
+        for granule in (0..bytes).step_by(16) {
+            let found = load_u64(env, vaddr + granule)?;
+            self.counts.corrupted_bytes +=
+                (0..8).filter(|b| found >> (8 * b) & 0xff != 0).count() as u64;
+        }
+        self.counts.fresh_granules_checked += bytes / 16;
+        Ok(())
+    }
+
+    fn arena_address(&self, arena: usize) -> u64 {
+        self.window + arena as u64 * (PAGE << self.plan.order.min(2))
+    }
+
+    /// Frees the last arena, its live objects checked first, and allocates
+    /// it again at the same address, read fresh. Its slots keep the tags
+    /// they had last, so a new object there never takes a stale tag.
+    fn recycle(&mut self, env: &mut dyn Env) -> Result<(), Stopped> {
+        let Some(last) = self.arenas.checked_sub(1) else {
+            return Ok(());
+        };
+        let per = self.slots_per_arena();
+        for slot in last * per..(last + 1) * per {
+            if self.live[slot] != 0 {
+                self.check(env, slot)?;
+                self.last[slot] = self.live[slot] & 0xf;
+                self.live[slot] = 0;
+            }
+        }
+        let vaddr = self.arena_address(last);
+        if Server::for_client().free(env, vaddr)?.is_err() {
+            self.counts.errors += 1;
+            return Ok(());
+        }
+        let spec = AllocSpec {
+            order: self.plan.order.min(2),
+            flags: AllocFlags {
+                tagged: true,
+                ..AllocFlags::default()
+            },
+        };
+        match Server::for_client().alloc(env, vaddr, spec)? {
+            Ok(_) => {
+                self.check_fresh(env, vaddr)?;
+                self.counts.arenas_recycled += 1;
+            }
+            Err(e) => {
+                // The arena is gone: its slots are no longer offered.
+                self.arenas = last;
+                if e.status == Status::NoMemory {
+                    self.counts.no_memory += 1;
+                } else {
+                    self.counts.errors += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every live object.
     fn check_live(&mut self, env: &mut dyn Env) -> Result<(), Stopped> {
         let slots = self.arenas * self.slots_per_arena();
@@ -261,6 +341,7 @@ impl Worker for TaggedHeap {
                 },
             )? {
                 Ok(_) => {
+                    self.check_fresh(env, vaddr)?;
                     self.arenas += 1;
                     self.counts.arenas_allocated += 1;
                 }
@@ -304,6 +385,9 @@ impl Worker for TaggedHeap {
             }
             return Ok(Progress::Done);
         }
+        if Some(self.operations) == self.plan.recycle_at {
+            self.recycle(env)?;
+        }
         if Some(self.operations) == self.plan.use_after_free_at {
             if let Some(stale) = self.stale {
                 // What survived the run is checked and reported first: the
@@ -337,6 +421,8 @@ impl Worker for TaggedHeap {
         report("frees", self.counts.frees);
         report("corrupted_bytes", self.counts.corrupted_bytes);
         report("objects_checked", self.counts.objects_checked);
+        report("fresh_granules_checked", self.counts.fresh_granules_checked);
+        report("arenas_recycled", self.counts.arenas_recycled);
         report("no_memory", self.counts.no_memory);
         report("errors", self.counts.errors);
         report(
