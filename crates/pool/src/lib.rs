@@ -360,6 +360,9 @@ pub struct Stats {
     /// Tagged pages moved to another frame (by evacuation), their tags
     /// copied or parked.
     pub tagged_migrations: u64,
+    /// Recalls of a block beside a reserved one: the borrowers' frames are
+    /// the neighbours of tag frames holding live tags.
+    pub recalls_beside_tags: u64,
     /// Tag storage cleans (DESIGN §7): of a tag frame's data lines before
     /// its block holds tags, and of a data frame's tag lines when it stops
     /// being tagged.
@@ -620,6 +623,7 @@ impl<'a> Pool<'a> {
             s.deferred_parked,
             s.deferred_restored,
             s.tagged_migrations,
+            s.recalls_beside_tags,
             s.tag_storage_cleans,
         ] {
             mix(word);

@@ -22,6 +22,16 @@ impl Pool<'_> {
         blocks
     }
 
+    /// Whether a neighbour of `block` in its carve-out is reserved: its tag
+    /// frames, right beside `block`'s, hold live tags (so a recall of
+    /// `block` that copies, maps or zeroes one frame off lands on them).
+    pub(crate) fn beside_reserved(&self, block: BlockId) -> bool {
+        let r = self.layout.regions()[self.layout.block_region(block)];
+        let (first, end) = (r.first_block, r.first_block + r.blocks());
+        (block > first && self.block_reserved(block - 1))
+            || (block + 1 < end && self.block_reserved(block + 1))
+    }
+
     /// Free tag frames of an unreserved `block`: those not lent.
     pub(crate) fn free_frames_in(&self, block: BlockId) -> u32 {
         debug_assert!(!self.block_reserved(block));
@@ -91,6 +101,9 @@ impl Pool<'_> {
             }
             if moved > 0 {
                 self.stats.recalls += 1;
+                if self.beside_reserved(block) {
+                    self.stats.recalls_beside_tags += 1;
+                }
             }
             // Tag storage clean (DESIGN §7), after the borrowers' data was
             // copied out and before any tag is stored: no dirty data line

@@ -124,6 +124,7 @@ impl Scenario {
                     order: 3,
                     start_delay: 0,
                     hold: false,
+                    linger: 0,
                 }),
                 ..idle
             },
@@ -149,6 +150,7 @@ impl Scenario {
                     contiguous: true,
                     release: true,
                     churn: 0,
+                    squeeze: 0,
                 }),
                 heap: Some(HeapPlan {
                     arenas: 8,

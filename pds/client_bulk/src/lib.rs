@@ -30,6 +30,11 @@ pub struct BulkPlan {
     /// data memory: their groups' tag blocks are lent, so what is allocated
     /// there next and tagged must recall them.
     pub churn: u32,
+    /// After the verification passes, ask for up to this many more buffers,
+    /// physically contiguous, until one is refused: once no free range of
+    /// the order is left, the server evacuates one for each, moving the
+    /// pages in it (tagged ones with their tags).
+    pub squeeze: u32,
 }
 
 impl Default for BulkPlan {
@@ -43,6 +48,7 @@ impl Default for BulkPlan {
             contiguous: false,
             release: true,
             churn: 0,
+            squeeze: 0,
         }
     }
 }
@@ -53,7 +59,10 @@ impl BulkPlan {
     /// the 128 MiB of data memory less one block (broken by the server's
     /// probe frame) and the rest, so the last one lives in lent tag storage;
     /// then it frees 8 buffers of data memory whose groups' tag blocks are
-    /// lent.
+    /// lent. After its verification passes, while the lazy client holds
+    /// its tagged pages where the churn freed, 8 contiguous buffers take
+    /// the churned ranges back: the last of them finds none free and has
+    /// the lazy client's range evacuated, its tagged pages moved.
     pub const fn lending() -> BulkPlan {
         BulkPlan {
             buffers: 64,
@@ -62,6 +71,7 @@ impl BulkPlan {
             contiguous: false,
             release: true,
             churn: 8,
+            squeeze: 8,
         }
     }
 }
@@ -81,6 +91,9 @@ pub struct BulkCounts {
     pub corrupted_bytes: u64,
     pub errors: u64,
     pub churned_total: u64,
+    /// Contiguous buffers the squeeze got, and whether one was refused.
+    pub squeezed: u64,
+    pub squeeze_refused: u64,
 }
 
 /// The worker.
@@ -98,6 +111,8 @@ pub struct Bulk {
     fill_done: bool,
     verify_cursor: u64,
     released: usize,
+    /// Squeeze requests made (and the squeeze is over once one is refused).
+    squeeze_tries: u32,
     generation: u64,
     /// The in-image benchmark ran (only where the backend has a counter).
     benched: bool,
@@ -166,6 +181,7 @@ impl Bulk {
             fill_done: false,
             verify_cursor: 0,
             released: 0,
+            squeeze_tries: 0,
             generation: 0,
             benched: false,
         }
@@ -173,6 +189,16 @@ impl Bulk {
 
     fn pages(&self) -> u64 {
         1 << self.plan.order
+    }
+
+    /// The address of a buffer slot that holds no buffer: the churn leaves
+    /// holes below the highest slot.
+    fn free_slot_address(&self) -> u64 {
+        let size = self.pages() * PAGE;
+        (0..MAX_BUFFERS as u64)
+            .map(|slot| self.window + slot * size)
+            .find(|vaddr| !self.buffers[..self.count].contains(vaddr))
+            .unwrap_or(self.window + MAX_BUFFERS as u64 * size)
     }
 
     /// Writes the pattern on the first and last word of every page.
@@ -274,6 +300,36 @@ impl Worker for Bulk {
             self.verify_cursor += 1;
             return Ok(Progress::More);
         }
+        if self.squeeze_tries < self.plan.squeeze && self.count < MAX_BUFFERS {
+            self.squeeze_tries += 1;
+            let vaddr = self.free_slot_address();
+            let spec = AllocSpec {
+                order: self.plan.order,
+                flags: AllocFlags {
+                    contiguous: true,
+                    ..AllocFlags::default()
+                },
+            };
+            match server.alloc(env, vaddr, spec)? {
+                Ok(_) => {
+                    self.counts.allocated += 1;
+                    self.counts.squeezed += 1;
+                    self.buffers[self.count] = vaddr;
+                    self.lent[self.count] = false;
+                    self.count += 1;
+                    self.fill(env, vaddr)?;
+                }
+                Err(e) => {
+                    if e.status == Status::NoMemory || e.status == Status::OutOfQuota {
+                        self.counts.squeeze_refused += 1;
+                    } else {
+                        self.counts.errors += 1;
+                    }
+                    self.squeeze_tries = self.plan.squeeze;
+                }
+            }
+            return Ok(Progress::More);
+        }
         if self.plan.release && self.released < self.count {
             let base = self.buffers[self.released];
             self.verify(env, base)?;
@@ -306,6 +362,8 @@ impl Worker for Bulk {
         report("corrupted_bytes", self.counts.corrupted_bytes);
         report("errors", self.counts.errors);
         report("churned", self.counts.churned_total);
+        report("squeezed", self.counts.squeezed);
+        report("squeeze_refused", self.counts.squeeze_refused);
     }
 }
 

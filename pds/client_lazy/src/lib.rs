@@ -29,19 +29,31 @@ pub struct LazyPlan {
     /// Keep every round's pages until the end (each round then takes new
     /// memory); otherwise each round frees its pages.
     pub hold: bool,
+    /// With `hold`: after the rounds, at most this many steps spent
+    /// holding the pages, asking the server each step where one of them
+    /// lives, until one has moved (other clients' requests may move them);
+    /// then every held page is read back through its own pointers and
+    /// freed.
+    pub linger: u32,
 }
 
 impl LazyPlan {
     /// Its part in the lending scenario: untagged data that lands where the
     /// bulk client's churn freed (untagged placement prefers groups whose
     /// block is lent), tagged lazily, so each first touch recalls a lent
-    /// block; every round's pages are kept until the end.
+    /// block; every round's pages are kept, 48 tagged pages in one 2 MiB
+    /// range with the rest of it free, while the bulk client's contiguous
+    /// requests evacuate that range (its tagged pages move, with their
+    /// tags copied or parked: at most the deferred store's 64); then each
+    /// page is read back through its own pointers, and the parked ones
+    /// fault and get their tags back.
     pub const fn lending() -> LazyPlan {
         LazyPlan {
-            rounds: 16,
-            order: 5,
+            rounds: 12,
+            order: 2,
             start_delay: 300,
             hold: true,
+            linger: 2000,
         }
     }
 }
@@ -53,9 +65,13 @@ impl Default for LazyPlan {
             order: 3,
             start_delay: 0,
             hold: false,
+            linger: 0,
         }
     }
 }
+
+/// Rounds whose pointer tags it remembers (the rest are checked untagged).
+const MAX_ROUNDS: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -74,6 +90,13 @@ pub struct LazyCounts {
     pub no_memory: u64,
     pub errors: u64,
     pub rounds_done: u64,
+    /// Held pages read back through their own pointers after the linger.
+    pub pages_rechecked: u64,
+    /// Of those, the pages found on another frame than the one they were
+    /// tagged on, and those found with their tags parked (the read then
+    /// faulted and got them back).
+    pub pages_moved: u64,
+    pub pages_parked: u64,
 }
 
 /// The worker.
@@ -89,6 +112,15 @@ pub struct Lazy {
     released: u32,
     delay: u32,
     phase: Phase,
+    /// Per round: the tag its first page's first granule was given (0
+    /// where tagging was not enabled), and that page's frame once tagged.
+    first_tags: [u8; MAX_ROUNDS],
+    first_frames: [u64; MAX_ROUNDS],
+    /// A held page was seen moved while lingering.
+    moved: bool,
+    lingered: u32,
+    /// Rounds read back after the linger.
+    rechecked: u32,
 }
 
 impl Default for Lazy {
@@ -108,7 +140,47 @@ impl Lazy {
             released: 0,
             delay: 0,
             phase: Phase::Alloc,
+            first_tags: [0; MAX_ROUNDS],
+            first_frames: [0; MAX_ROUNDS],
+            moved: false,
+            lingered: 0,
+            rechecked: 0,
         }
+    }
+
+    /// Reads the first and last word of every page of `round` through the
+    /// pointers it was written and tagged with, and counts the bytes that
+    /// differ. A page moved meanwhile must have kept its data and tags;
+    /// one whose tags were parked faults and gets them back first.
+    fn recheck(&mut self, env: &mut dyn Env, round: u32) -> Result<(), Stopped> {
+        let base = self.base_of(round);
+        let generation = u64::from(round) + 1;
+        let first_tag = self.first_tags.get(round as usize).copied().unwrap_or(0);
+        let first_frame = self.first_frames.get(round as usize).copied();
+        for page in 0..self.pages() {
+            let at = base + page * PAGE;
+            if let Ok(info) = Server::for_client().query(env, at)? {
+                if info.deferred_tags {
+                    self.counts.pages_parked += 1;
+                }
+                if page == 0 && first_frame.is_some_and(|f| f != 0 && f != info.frame) {
+                    self.counts.pages_moved += 1;
+                }
+            }
+            let first = if page == 0 {
+                at | u64::from(first_tag) << 56
+            } else {
+                at
+            };
+            for (pointer, word) in [(first, at), (at + PAGE - 8, at + PAGE - 8)] {
+                let found = load_u64(env, pointer)?;
+                let diff = found ^ pattern(word, generation);
+                self.counts.corrupted_bytes +=
+                    (0..8).filter(|b| diff >> (8 * b) & 0xff != 0).count() as u64;
+            }
+            self.counts.pages_rechecked += 1;
+        }
+        Ok(())
     }
 
     fn pages(&self) -> u64 {
@@ -149,6 +221,20 @@ impl Worker for Lazy {
         }
         let server = Server::for_client();
         if self.round >= self.plan.rounds {
+            if self.plan.hold && !self.moved && self.lingered < self.plan.linger {
+                let round = self.lingered % self.plan.rounds.max(1);
+                self.lingered += 1;
+                let original = self.first_frames.get(round as usize).copied().unwrap_or(0);
+                if let Ok(info) = server.query(env, self.base_of(round))? {
+                    self.moved = info.deferred_tags || (original != 0 && info.frame != original);
+                }
+                return Ok(Progress::More);
+            }
+            if self.plan.hold && self.plan.linger > 0 && self.rechecked < self.plan.rounds {
+                self.recheck(env, self.rechecked)?;
+                self.rechecked += 1;
+                return Ok(Progress::More);
+            }
             if self.plan.hold && self.released < self.plan.rounds {
                 let base = self.base_of(self.released);
                 self.released += 1;
@@ -207,6 +293,9 @@ impl Worker for Lazy {
                     if page == 0 && self.enabled {
                         first = env.irg(at, 1);
                         env.set_tags(first, 16)?;
+                        if let Some(tag) = self.first_tags.get_mut(self.round as usize) {
+                            *tag = (first >> 56 & 0xf) as u8;
+                        }
                     }
                     for word in [first, at + PAGE - 8] {
                         let found = load_u64(env, word)?;
@@ -217,6 +306,12 @@ impl Worker for Lazy {
                     }
                     match server.query(env, at)? {
                         Ok(info) if info.state == PageState::Tagged => {
+                            if page == 0 {
+                                if let Some(frame) = self.first_frames.get_mut(self.round as usize)
+                                {
+                                    *frame = info.frame;
+                                }
+                            }
                             self.counts.pages_tagged_lazily += 1
                         }
                         _ => self.counts.not_tagged += 1,
@@ -251,6 +346,9 @@ impl Worker for Lazy {
         report("not_tagged", self.counts.not_tagged);
         report("no_memory", self.counts.no_memory);
         report("errors", self.counts.errors);
+        report("pages_rechecked", self.counts.pages_rechecked);
+        report("pages_moved", self.counts.pages_moved);
+        report("pages_parked", self.counts.pages_parked);
     }
 }
 

@@ -777,7 +777,7 @@ impl<M: Machine> Handler for MemoryServer<M> {
                     c.invariant_violations + u64::from(pool.check_invariants().is_err());
                 tagloan_microkit::debug_println!(
                     env,
-                    "memory_server: final: calls={} refused_malformed={} refused_permission={} failures={} lent_peak={} tag_frames_lent={} migrations={} tagged_migrations={} recalls={} bytes_copied={} deferred_parked={} deferred_restored={} tag_storage_cleans={} data_frames_free={} tag_frames_free={} invariant_checks={} violations={violations} tag_audits={} tag_audit_mismatches={}",
+                    "memory_server: final: calls={} refused_malformed={} refused_permission={} failures={} lent_peak={} tag_frames_lent={} migrations={} tagged_migrations={} recalls={} recalls_beside_tags={} bytes_copied={} deferred_parked={} deferred_restored={} tag_storage_cleans={} data_frames_free={} tag_frames_free={} invariant_checks={} violations={violations} tag_audits={} tag_audit_mismatches={}",
                     c.calls,
                     c.refused_malformed,
                     c.refused_permission,
@@ -787,6 +787,7 @@ impl<M: Machine> Handler for MemoryServer<M> {
                     s.migrations,
                     s.tagged_migrations,
                     s.recalls,
+                    s.recalls_beside_tags,
                     // Every migration copies one frame.
                     s.migrations * 4096,
                     s.deferred_parked,

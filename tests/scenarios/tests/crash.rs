@@ -27,6 +27,7 @@ fn plans() -> Plans {
             order: 1,
             start_delay: 0,
             hold: false,
+            linger: 0,
         }),
         rogue: true,
         rogue_touches_unmapped: false,
@@ -114,6 +115,7 @@ fn wide_plans(order: u8) -> Plans {
             order,
             start_delay: 0,
             hold: false,
+            linger: 0,
         }),
         ..plans()
     }
