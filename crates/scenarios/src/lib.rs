@@ -77,7 +77,7 @@ impl Scenario {
         match self {
             Scenario::Basic => "tagged and untagged allocations side by side",
             Scenario::Lending => {
-                "data fills memory and borrows tag storage; a tagged burst recalls it"
+                "data fills memory and borrows tag storage; a tagged burst recalls it; contiguous requests move tagged pages"
             }
             Scenario::Lazy => "enable tagging on live data; first touches fault and get tags",
             Scenario::UseAfterFree => {
@@ -125,6 +125,7 @@ impl Scenario {
                     start_delay: 0,
                     hold: false,
                     linger: 0,
+                    wait_for_free: 0,
                 }),
                 ..idle
             },

@@ -26,6 +26,12 @@ pub struct LazyPlan {
     pub order: u8,
     /// Steps spent idle first (so a scenario can fill memory before).
     pub start_delay: u32,
+    /// After the delay, wait (asking the server's `stats` each step) until
+    /// tag storage is lent as data and at least this many data frames are
+    /// free (0: no wait): in the lending scenario, until the bulk client
+    /// has filled memory and freed its churn, whatever the timing of the
+    /// two PDs.
+    pub wait_for_free: u64,
     /// Keep every round's pages until the end (each round then takes new
     /// memory); otherwise each round frees its pages.
     pub hold: bool,
@@ -52,8 +58,10 @@ impl LazyPlan {
             rounds: 12,
             order: 2,
             start_delay: 300,
+            // The bulk client's churn: 8 buffers of 512 frames.
+            wait_for_free: 8 * 512,
             hold: true,
-            linger: 2000,
+            linger: 20_000,
         }
     }
 }
@@ -64,6 +72,7 @@ impl Default for LazyPlan {
             rounds: 8,
             order: 3,
             start_delay: 0,
+            wait_for_free: 0,
             hold: false,
             linger: 0,
         }
@@ -118,6 +127,8 @@ pub struct Lazy {
     first_frames: [u64; MAX_ROUNDS],
     /// A held page was seen moved while lingering.
     moved: bool,
+    /// The wait for free memory is over (see [`LazyPlan::wait_for_free`]).
+    started: bool,
     lingered: u32,
     /// Rounds read back after the linger.
     rechecked: u32,
@@ -143,6 +154,7 @@ impl Lazy {
             first_tags: [0; MAX_ROUNDS],
             first_frames: [0; MAX_ROUNDS],
             moved: false,
+            started: false,
             lingered: 0,
             rechecked: 0,
         }
@@ -220,6 +232,12 @@ impl Worker for Lazy {
             return Ok(Progress::More);
         }
         let server = Server::for_client();
+        if self.plan.wait_for_free > 0 && !self.started {
+            if let Ok(stats) = server.stats(env)? {
+                self.started = stats.lent > 0 && stats.data_free >= self.plan.wait_for_free;
+            }
+            return Ok(Progress::More);
+        }
         if self.round >= self.plan.rounds {
             if self.plan.hold && !self.moved && self.lingered < self.plan.linger {
                 let round = self.lingered % self.plan.rounds.max(1);

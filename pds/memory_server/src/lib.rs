@@ -833,27 +833,45 @@ impl<M: Machine> Handler for MemoryServer<M> {
             return Ok(reply(env, Err(Error::bare(Status::Unsupported))));
         };
         serving.counters.calls += 1;
-        let Some(caller) = serving.caller(channel) else {
-            serving.counters.refused_permission += 1;
-            return Ok(reply(env, Err(Error::permission_denied(info.label()))));
+        let result = serving.receive(env, channel, info);
+        // After the call's timing, so the check is not counted in it; and
+        // for every call, refused or not, so a check runs after each
+        // `check_every`-th; before the reply is written, as the audit's own
+        // kernel calls use the message registers the reply goes out in.
+        if self.check_every > 0 && serving.counters.calls.is_multiple_of(self.check_every) {
+            serving.check(env);
+        }
+        Ok(reply(env, result))
+    }
+}
+
+impl<M: Machine> Serving<M> {
+    /// Reads, decodes and runs one call from `channel`, timing it where the
+    /// backend has a counter.
+    fn receive(
+        &mut self,
+        env: &mut dyn Env,
+        channel: Channel,
+        info: MessageInfo,
+    ) -> Result<Response, Error> {
+        let Some(caller) = self.caller(channel) else {
+            self.counters.refused_permission += 1;
+            return Err(Error::permission_denied(info.label()));
         };
         if info.count() > MAX_MESSAGE_WORDS {
-            serving.counters.refused_malformed += 1;
-            return Ok(reply(
-                env,
-                Err(Error::malformed(DecodeError::WrongCount {
-                    expected: Op::from_label(info.label()).map_or(0, Op::request_words),
-                    found: info.count(),
-                })),
-            ));
+            self.counters.refused_malformed += 1;
+            return Err(Error::malformed(DecodeError::WrongCount {
+                expected: Op::from_label(info.label()).map_or(0, Op::request_words),
+                found: info.count(),
+            }));
         }
         let mut words = [0u64; MAX_MESSAGE_WORDS];
         for (i, w) in words[..info.count()].iter_mut().enumerate() {
             *w = env.mr(i);
         }
         let start = env.cycles();
-        let recalls = serving.frames.as_ref().map(|f| f.pool.stats().recalls);
-        let result = serving.call(caller, info.label(), &words[..info.count()]);
+        let recalls = self.frames.as_ref().map(|f| f.pool.stats().recalls);
+        let result = self.call(caller, info.label(), &words[..info.count()]);
         if let (Some(start), Some(end)) = (start, env.cycles()) {
             let cycles = end.wrapping_sub(start);
             let keep_least = |slot: &mut u64| {
@@ -861,51 +879,52 @@ impl<M: Machine> Handler for MemoryServer<M> {
                     *slot = cycles;
                 }
             };
-            if recalls != serving.frames.as_ref().map(|f| f.pool.stats().recalls) {
-                keep_least(&mut serving.counters.recall_call_cycles);
+            if recalls != self.frames.as_ref().map(|f| f.pool.stats().recalls) {
+                keep_least(&mut self.counters.recall_call_cycles);
             } else if info.label() == Op::Stats as u64 && result.is_ok() {
-                keep_least(&mut serving.counters.stats_call_cycles);
+                keep_least(&mut self.counters.stats_call_cycles);
             }
         }
-        // After the timing: the check is the audit's cost, not the call's;
-        // before the reply is written, as the audit's own kernel calls use
-        // the message registers the reply goes out in.
-        if self.check_every > 0 && serving.counters.calls.is_multiple_of(self.check_every) {
-            if let Some(frames) = serving.frames.as_mut() {
-                serving.counters.invariant_checks += 1;
-                if let Err(violation) = frames.pool.check_invariants() {
-                    serving.counters.invariant_violations += 1;
-                    if serving.counters.invariant_violations == 1 {
-                        tagloan_microkit::debug_println!(
-                            env,
-                            "memory_server: INVARIANT VIOLATED: {violation}"
-                        );
-                    }
-                }
-                // Only where the probe found the tags in the carve-out:
-                // elsewhere the tag storage bytes are not the tags.
-                if matches!(serving.home, TagHome::CarveOut { .. }) {
-                    let (audited, mismatches, first) =
-                        audit_tags(&frames.pool, &mut frames.machine, &serving.table);
-                    let before = serving.counters.tag_audit_mismatches;
-                    serving.counters.tag_audits += audited;
-                    serving.counters.tag_audit_mismatches += mismatches;
-                    if let (0, Some(m)) = (before, first) {
-                        tagloan_microkit::debug_println!(
-                            env,
-                            "memory_server: TAG AUDIT: frame {:#x} (client {}, page {:#x}) has tag byte {} = {:#04x} by LDG, but its tag storage at {:#x} holds {:#04x}: tags are not where the pool keeps them",
-                            m.frame,
-                            m.client,
-                            m.vaddr,
-                            m.byte,
-                            m.by_ldg,
-                            m.tag_frame * tagloan_mte::FRAME_BYTES as u64 + (m.offset + m.byte) as u64,
-                            m.in_storage
-                        );
-                    }
-                }
+        result
+    }
+
+    /// The periodic check: the pool's invariants, and, where the probe
+    /// found the tags in the carve-out, the tag audit (elsewhere the tag
+    /// storage bytes are not the tags). Each prints its first failure.
+    fn check(&mut self, env: &mut dyn Env) {
+        let Some(frames) = self.frames.as_mut() else {
+            return;
+        };
+        self.counters.invariant_checks += 1;
+        if let Err(violation) = frames.pool.check_invariants() {
+            self.counters.invariant_violations += 1;
+            if self.counters.invariant_violations == 1 {
+                tagloan_microkit::debug_println!(
+                    env,
+                    "memory_server: INVARIANT VIOLATED: {violation}"
+                );
             }
         }
-        Ok(reply(env, result))
+        if !matches!(self.home, TagHome::CarveOut { .. }) {
+            return;
+        }
+        let (audited, mismatches, first) =
+            audit_tags(&frames.pool, &mut frames.machine, &self.table);
+        let before = self.counters.tag_audit_mismatches;
+        self.counters.tag_audits += audited;
+        self.counters.tag_audit_mismatches += mismatches;
+        if let (0, Some(m)) = (before, first) {
+            tagloan_microkit::debug_println!(
+                env,
+                "memory_server: TAG AUDIT: frame {:#x} (client {}, page {:#x}) has tag byte {} = {:#04x} by LDG, but its tag storage at {:#x} holds {:#04x}: tags are not where the pool keeps them",
+                m.frame,
+                m.client,
+                m.vaddr,
+                m.byte,
+                m.by_ldg,
+                m.tag_frame * tagloan_mte::FRAME_BYTES as u64 + (m.offset + m.byte) as u64,
+                m.in_storage
+            );
+        }
     }
 }

@@ -28,6 +28,7 @@ fn plans() -> Plans {
             start_delay: 0,
             hold: false,
             linger: 0,
+            wait_for_free: 0,
         }),
         rogue: true,
         rogue_touches_unmapped: false,
@@ -116,6 +117,7 @@ fn wide_plans(order: u8) -> Plans {
             start_delay: 0,
             hold: false,
             linger: 0,
+            wait_for_free: 0,
         }),
         ..plans()
     }
