@@ -20,6 +20,13 @@ line() { grep -F -- "$1" "$log" | tail -n 1; }
 value() { # value LINE KEY: the number after KEY= in LINE
     sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<"$1"
 }
+# number LINE KEY: as value, or -1 where LINE has no KEY=, so arithmetic
+# never breaks and a missing figure never equals another.
+number() {
+    local v
+    v=$(value "$1" "$2")
+    echo "${v:--1}"
+}
 # The line number of the first line with TEXT (0 if none).
 first_line() { grep -nF -- "$1" "$log" | head -n 1 | cut -d: -f1 | grep . || echo 0; }
 summary() {

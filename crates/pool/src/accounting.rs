@@ -127,7 +127,8 @@ impl Pool<'_> {
     ) {
         if !cfg!(feature = "inject-skip-tag-storage-clean") {
             machine.clean_tags(self.pfn(data_frame));
-            self.stats.tag_storage_cleans += 1;
+            self.stats.tag_lines_cleaned += 1;
+            self.work.tag_cleans += 1;
         }
         let block = self
             .layout

@@ -23,7 +23,9 @@
 //!   the block's `B` frames and a refile;
 //! - a **reservation** of one block: two reads of its `B` tag frames, the
 //!   free ones taken (a split each) and the borrowers moved (a split and a
-//!   refile each), and a refile.
+//!   refile each), and a refile; and a tag storage clean of each of its
+//!   `B` tag frames;
+//! - a tag storage clean for each frame that stops being tagged.
 
 use crate::frame::MAX_ORDER;
 use crate::layout::Layout;
@@ -104,6 +106,7 @@ impl Bounds {
             pages_copied: 0,
             pages_zeroed: 1 << order,
             tag_writes: 0,
+            tag_cleans: 0,
         }
     }
 
@@ -122,6 +125,8 @@ impl Bounds {
             pages_copied: pages,
             pages_zeroed: pages,
             tag_writes: pages,
+            // Each tagged mover stops being tagged on its old frame.
+            tag_cleans: pages,
         }
     }
 
@@ -138,6 +143,7 @@ impl Bounds {
             pages_copied: 1 + blocks * self.block,
             pages_zeroed: 1 << order,
             tag_writes: 1 << order,
+            tag_cleans: blocks * self.block,
         }
     }
 
@@ -148,6 +154,7 @@ impl Bounds {
             frames_scanned: pages * self.release(),
             splits: 0,
             merges: pages * (1 + self.block) * u64::from(MAX_ORDER),
+            tag_cleans: pages,
             ..Work::default()
         }
     }
@@ -163,6 +170,7 @@ impl Bounds {
         Work {
             frames_scanned: pages * (self.block * self.file() + self.refile()),
             merges: pages * self.block * u64::from(MAX_ORDER),
+            tag_cleans: pages,
             ..Work::default()
         }
     }
@@ -181,6 +189,7 @@ impl Bounds {
             pages_copied: 1 + self.block,
             pages_zeroed: 0,
             tag_writes: 1,
+            tag_cleans: self.block,
         }
     }
 
@@ -210,6 +219,7 @@ impl Bounds {
         Work {
             frames_scanned: summary + 3 * (held + 1) + held * self.release(),
             merges: held * (1 + self.block) * u64::from(MAX_ORDER),
+            tag_cleans: held,
             ..Work::default()
         }
     }
@@ -234,6 +244,7 @@ impl Work {
             ("pages_copied", self.pages_copied, bound.pages_copied),
             ("pages_zeroed", self.pages_zeroed, bound.pages_zeroed),
             ("tag_writes", self.tag_writes, bound.tag_writes),
+            ("tag_cleans", self.tag_cleans, bound.tag_cleans),
         ]
         .into_iter()
         .find(|&(_, used, allowed)| used > allowed)

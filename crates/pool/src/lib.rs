@@ -364,9 +364,10 @@ pub struct Stats {
     /// the neighbours of tag frames holding live tags.
     pub recalls_beside_tags: u64,
     /// Tag storage cleans (DESIGN §7): of a tag frame's data lines before
-    /// its block holds tags, and of a data frame's tag lines when it stops
-    /// being tagged.
-    pub tag_storage_cleans: u64,
+    /// its block holds tags (`B` per reservation), and of a data frame's
+    /// tag lines when it stops being tagged (one per untagging).
+    pub tag_frames_cleaned: u64,
+    pub tag_lines_cleaned: u64,
     /// Requests refused, by cause.
     pub failures: FailureCounts,
 }
@@ -387,6 +388,9 @@ pub struct Work {
     pub pages_zeroed: u64,
     /// Tag writes (zero, copy or restore of one frame's tags).
     pub tag_writes: u64,
+    /// Tag storage cleans asked of the machine (a tag frame's data lines,
+    /// or a frame's tag lines): cache maintenance of a page each.
+    pub tag_cleans: u64,
 }
 
 /// The pool. Borrows its tables from the caller.
@@ -624,7 +628,8 @@ impl<'a> Pool<'a> {
             s.deferred_restored,
             s.tagged_migrations,
             s.recalls_beside_tags,
-            s.tag_storage_cleans,
+            s.tag_frames_cleaned,
+            s.tag_lines_cleaned,
         ] {
             mix(word);
         }

@@ -113,7 +113,8 @@ impl Pool<'_> {
                     break;
                 }
                 machine.clean_for_tags(self.pfn(frame));
-                self.stats.tag_storage_cleans += 1;
+                self.stats.tag_frames_cleaned += 1;
+                self.work.tag_cleans += 1;
             }
             let first = self.layout.block_tag_frames(block).start;
             self.set(first, Frame::TagReserved { refs: 0, holds: 0 });

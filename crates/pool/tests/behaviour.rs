@@ -238,6 +238,40 @@ fn freeing_the_last_tagged_frame_returns_the_block_to_the_tag_pool() {
     assert_eq!(pool.stats().tag_frames_free, 2);
 }
 
+/// Tag storage cleans (DESIGN §7): a block's tag frames are cleaned as it
+/// is reserved, before any tag is stored, and each frame's tag lines as it
+/// stops being tagged, so nothing is left to clean when the block goes back
+/// to the tag pool; the machine's cache model (`tagloan-ram`) would panic
+/// at a write that broke the rule.
+#[test]
+fn tag_storage_is_cleaned_once_per_reserved_tag_frame_and_once_per_untagging() {
+    small_rig!(pool, machine);
+    for n in 0..3 {
+        alloc_checked(&mut pool, &mut machine, 0, tagged(page(0, n), 0)).unwrap();
+    }
+    // One block of one tag frame reserved, three frames tagged.
+    assert_eq!(pool.stats().tag_frames_cleaned, 1);
+    assert_eq!(pool.stats().tag_lines_cleaned, 0);
+    pool.disable_tagging(&mut machine, 0, page(0, 2), 1)
+        .unwrap();
+    for n in 0..2 {
+        pool.free(&mut machine, 0, page(0, n)).unwrap();
+    }
+    pool.free(&mut machine, 0, page(0, 2)).unwrap();
+    assert_invariants(&pool);
+    // Two frees and one disable of tagged frames; the untagged free is not.
+    assert_eq!(pool.stats().tag_lines_cleaned, 3);
+    assert_eq!(pool.stats().blocks_reserved, 0);
+    assert_eq!(
+        machine.tag_storage_cleans,
+        pool.stats().tag_frames_cleaned + pool.stats().tag_lines_cleaned
+    );
+    // The block's tag frame is lent as data again: the cache model allows it.
+    fill_data_pool(&mut pool, &mut machine);
+    let lent = alloc_checked(&mut pool, &mut machine, 1, untagged(page(1, 64), 0)).unwrap();
+    assert!(lent.in_tag_storage);
+}
+
 #[test]
 fn recall_migrates_borrowers_and_keeps_their_data() {
     small_rig!(pool, machine);

@@ -43,9 +43,12 @@ pub struct HeapPlan {
     pub operations: u32,
     /// At this operation, write through a stale pointer (use after free).
     pub use_after_free_at: Option<u32>,
-    /// At this operation, free the last arena (its objects checked first)
-    /// and allocate it again: a recycled tagged frame must come back with
-    /// its tags zeroed, which the fresh-arena read checks.
+    /// At this operation, free the first arena (its objects checked first)
+    /// and allocate it again at once: a recycled tagged frame must come back
+    /// with its tags zeroed, which the fresh-arena read checks. The first
+    /// arena shares its tag block with the server's own frame, which holds
+    /// it for ever, so the frame it gets back is the one it freed, tags and
+    /// all (`arenas_recycled_in_place`).
     pub recycle_at: Option<u32>,
     pub seed: u64,
     /// Free every arena at the end.
@@ -112,8 +115,10 @@ pub struct HeapCounts {
     pub objects_checked: u64,
     /// Granules of fresh arenas read through a tag-0 pointer.
     pub fresh_granules_checked: u64,
-    /// Arenas freed and allocated again.
+    /// Arenas freed and allocated again, and those that got their own
+    /// frame back.
     pub arenas_recycled: u64,
+    pub arenas_recycled_in_place: u64,
     pub no_memory: u64,
     pub errors: u64,
     pub use_after_free_attempted: bool,
@@ -133,6 +138,8 @@ pub struct TaggedHeap {
     last: [u8; MAX_SLOTS],
     stale: Option<u64>,
     releasing: bool,
+    /// The first arena was freed by a recycle and not had again.
+    lost_first: bool,
     /// Every live object was checked once the operations were done.
     checked_at_end: bool,
     delay: u32,
@@ -157,6 +164,7 @@ impl TaggedHeap {
             last: [0; MAX_SLOTS],
             stale: None,
             releasing: false,
+            lost_first: false,
             checked_at_end: false,
             delay: 0,
             operations: 0,
@@ -235,22 +243,26 @@ impl TaggedHeap {
         self.window + arena as u64 * (PAGE << self.plan.order.min(2))
     }
 
-    /// Frees the last arena, its live objects checked first, and allocates
+    /// Frees the first arena, its live objects checked first, and allocates
     /// it again at the same address, read fresh. Its slots keep the tags
-    /// they had last, so a new object there never takes a stale tag.
+    /// they had last, so a new object there never takes a stale tag. If it
+    /// cannot be had again, the operations end there.
     fn recycle(&mut self, env: &mut dyn Env) -> Result<(), Stopped> {
-        let Some(last) = self.arenas.checked_sub(1) else {
+        if self.arenas == 0 || self.lost_first {
             return Ok(());
-        };
+        }
         let per = self.slots_per_arena();
-        for slot in last * per..(last + 1) * per {
+        for slot in 0..per {
             if self.live[slot] != 0 {
                 self.check(env, slot)?;
                 self.last[slot] = self.live[slot] & 0xf;
                 self.live[slot] = 0;
             }
         }
-        let vaddr = self.arena_address(last);
+        let vaddr = self.arena_address(0);
+        let before = Server::for_client()
+            .query(env, vaddr)?
+            .map(|info| info.frame);
         if Server::for_client().free(env, vaddr)?.is_err() {
             self.counts.errors += 1;
             return Ok(());
@@ -263,13 +275,18 @@ impl TaggedHeap {
             },
         };
         match Server::for_client().alloc(env, vaddr, spec)? {
-            Ok(_) => {
+            Ok(a) => {
                 self.check_fresh(env, vaddr)?;
                 self.counts.arenas_recycled += 1;
+                if before == Ok(a.first_frame) {
+                    self.counts.arenas_recycled_in_place += 1;
+                }
             }
             Err(e) => {
-                // The arena is gone: its slots are no longer offered.
-                self.arenas = last;
+                // The arena is gone: no slot of it is offered again, and
+                // the operations end.
+                self.lost_first = true;
+                self.operations = self.plan.operations;
                 if e.status == Status::NoMemory {
                     self.counts.no_memory += 1;
                 } else {
@@ -364,7 +381,7 @@ impl Worker for TaggedHeap {
                 self.checked_at_end = true;
                 self.check_live(env)?;
             }
-            if self.plan.release && self.arenas > 0 {
+            if self.plan.release && self.arenas > usize::from(self.lost_first) {
                 // Release the last arena: its objects die with it.
                 self.releasing = true;
                 self.arenas -= 1;
@@ -377,7 +394,7 @@ impl Worker for TaggedHeap {
                     self.counts.errors += 1;
                 }
                 self.counts.arenas_released += 1;
-                return Ok(if self.arenas == 0 {
+                return Ok(if self.arenas == usize::from(self.lost_first) {
                     Progress::Done
                 } else {
                     Progress::More
@@ -387,6 +404,9 @@ impl Worker for TaggedHeap {
         }
         if Some(self.operations) == self.plan.recycle_at {
             self.recycle(env)?;
+            if self.lost_first {
+                return Ok(Progress::More);
+            }
         }
         if Some(self.operations) == self.plan.use_after_free_at {
             if let Some(stale) = self.stale {
@@ -423,6 +443,10 @@ impl Worker for TaggedHeap {
         report("objects_checked", self.counts.objects_checked);
         report("fresh_granules_checked", self.counts.fresh_granules_checked);
         report("arenas_recycled", self.counts.arenas_recycled);
+        report(
+            "arenas_recycled_in_place",
+            self.counts.arenas_recycled_in_place,
+        );
         report("no_memory", self.counts.no_memory);
         report("errors", self.counts.errors);
         report(

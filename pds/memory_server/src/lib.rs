@@ -385,7 +385,8 @@ fn probe_pattern() -> FrameTags {
 /// there, read as data. The caches first (DESIGN §7): the frame's tag
 /// lines are cleaned to memory, and the tag frame's data lines invalidated,
 /// so the read sees memory. These cleans are the probe's and the audit's
-/// own, not the pool's tag storage cleans, and are not counted with them.
+/// own: the pool's counters (`tag_frames_cleaned`, `tag_lines_cleaned`)
+/// do not count them, the machine's own may.
 fn tags_in_storage<M: Machine>(machine: &mut M, frame: Pfn, at: (Pfn, usize)) -> FrameTags {
     machine.clean_tags(frame);
     machine.clean_for_tags(at.0);
@@ -440,11 +441,14 @@ struct TagMismatch {
 }
 
 /// The server's own tag check, where tags live in the carve-out: every
-/// tagged frame's tags as LDG reads them against its tag storage bytes read
-/// as data. A difference means tags and the pool's tables disagree about
-/// where tags are: a tag write that missed its frame, data written into a
-/// reserved tag frame, or tag arithmetic off. Returns the frames compared
-/// and the first mismatch, if any.
+/// tagged frame's tags as LDG reads them against the bytes where the pool
+/// keeps them, read as data. It checks addressing, frame by frame: that
+/// the hardware puts each tagged frame's tags where the pool's arithmetic
+/// and the machine's frame caps say (the probe checks one frame at
+/// start-up). It cannot see tags corrupted in place, by data written into
+/// a reserved tag frame: both reads see the same bytes; a client's
+/// tag-checked access does. Returns the frames compared and the first
+/// mismatch, if any.
 fn audit_tags<M: Machine>(
     pool: &Pool<'static>,
     machine: &mut M,
@@ -713,7 +717,7 @@ impl<M: Machine> Handler for MemoryServer<M> {
                     ),
                     TagHome::Elsewhere { tag_frame, offset } => tagloan_microkit::debug_println!(
                         env,
-                        "memory_server: where tags live: NOT in the carve-out the device tree describes: the probe frame's tags are stored, but not at {:#x} (tag storage frame {tag_frame:#x}, byte {offset:#x}); they live outside RAM (a hidden tag memory, as stock QEMU's), or the device tree does not match the hardware. Lent tag storage cannot collide with tags here",
+                        "memory_server: where tags live: NOT in the carve-out the device tree describes: the probe frame's tags are stored, but not at {:#x} (tag storage frame {tag_frame:#x}, byte {offset:#x}). Either they live outside RAM (a hidden tag memory, as stock QEMU's), where lent tag storage cannot collide with them, or the device tree does not match the hardware, and lending its tag storage may corrupt tags or data: on hardware, fix the device tree",
                         tag_frame * tagloan_mte::FRAME_BYTES as u64 + offset as u64
                     ),
                     TagHome::Nowhere => tagloan_microkit::debug_println!(
@@ -777,7 +781,7 @@ impl<M: Machine> Handler for MemoryServer<M> {
                     c.invariant_violations + u64::from(pool.check_invariants().is_err());
                 tagloan_microkit::debug_println!(
                     env,
-                    "memory_server: final: calls={} refused_malformed={} refused_permission={} failures={} lent_peak={} tag_frames_lent={} migrations={} tagged_migrations={} recalls={} recalls_beside_tags={} bytes_copied={} deferred_parked={} deferred_restored={} tag_storage_cleans={} data_frames_free={} tag_frames_free={} invariant_checks={} violations={violations} tag_audits={} tag_audit_mismatches={}",
+                    "memory_server: final: calls={} refused_malformed={} refused_permission={} failures={} lent_peak={} tag_frames_lent={} migrations={} tagged_migrations={} recalls={} recalls_beside_tags={} bytes_copied={} deferred_parked={} deferred_restored={} tag_storage_cleans={} tag_frames_cleaned={} tag_lines_cleaned={} data_frames_free={} tag_frames_free={} invariant_checks={} violations={violations} tag_audits={} tag_audit_mismatches={}",
                     c.calls,
                     c.refused_malformed,
                     c.refused_permission,
@@ -792,7 +796,9 @@ impl<M: Machine> Handler for MemoryServer<M> {
                     s.migrations * 4096,
                     s.deferred_parked,
                     s.deferred_restored,
-                    s.tag_storage_cleans,
+                    s.tag_frames_cleaned + s.tag_lines_cleaned,
+                    s.tag_frames_cleaned,
+                    s.tag_lines_cleaned,
                     s.data_frames_free,
                     s.tag_frames_free,
                     c.invariant_checks + 1,
