@@ -134,6 +134,9 @@ pub struct ServerCounters {
     /// were not in their tag storage bytes.
     pub tag_audits: u64,
     pub tag_audit_mismatches: u64,
+    /// Tag-check faults the fault handler reported (it asks for the
+    /// memory's tag of each).
+    pub tag_check_faults: u64,
 }
 
 /// The pool and the machine its frames live in.
@@ -632,6 +635,9 @@ impl<M: Machine> Serve for Serving<M> {
         vaddr: u64,
         kind: FaultKind,
     ) -> Result<FaultReply, Error> {
+        if matches!(kind, FaultKind::TagCheck) {
+            self.counters.tag_check_faults += 1;
+        }
         let Frames { pool, machine } = self.frames()?;
         match kind {
             FaultKind::Access => Ok(
@@ -781,7 +787,7 @@ impl<M: Machine> Handler for MemoryServer<M> {
                     c.invariant_violations + u64::from(pool.check_invariants().is_err());
                 tagloan_microkit::debug_println!(
                     env,
-                    "memory_server: final: calls={} refused_malformed={} refused_permission={} failures={} lent_peak={} tag_frames_lent={} migrations={} tagged_migrations={} recalls={} recalls_beside_tags={} bytes_copied={} deferred_parked={} deferred_restored={} tag_storage_cleans={} tag_frames_cleaned={} tag_lines_cleaned={} data_frames_free={} tag_frames_free={} invariant_checks={} violations={violations} tag_audits={} tag_audit_mismatches={}",
+                    "memory_server: final: calls={} refused_malformed={} refused_permission={} failures={} lent_peak={} tag_frames_lent={} migrations={} tagged_migrations={} recalls={} recalls_beside_tags={} bytes_copied={} deferred_parked={} deferred_restored={} tag_storage_cleans={} tag_frames_cleaned={} tag_lines_cleaned={} data_frames_free={} tag_frames_free={} invariant_checks={} violations={violations} tag_audits={} tag_audit_mismatches={} tag_check_faults={}",
                     c.calls,
                     c.refused_malformed,
                     c.refused_permission,
@@ -803,7 +809,8 @@ impl<M: Machine> Handler for MemoryServer<M> {
                     s.tag_frames_free,
                     c.invariant_checks + 1,
                     c.tag_audits,
-                    c.tag_audit_mismatches
+                    c.tag_audit_mismatches,
+                    c.tag_check_faults
                 );
                 if c.stats_call_cycles > 0 && c.recall_call_cycles > 0 {
                     let x100 = c.recall_call_cycles * 100 / c.stats_call_cycles;
