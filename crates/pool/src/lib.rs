@@ -414,8 +414,10 @@ pub struct Pool<'a> {
     /// Where the next search for a range to evacuate starts.
     evacuation_cursor: FrameIndex,
     /// The tag block where the next search for a page to move out of a
-    /// reserved group starts (a hint, like the evacuation cursor).
+    /// reserved group starts, and the frame of its group it starts at (a
+    /// hint, like the evacuation cursor).
     swap_cursor: BlockId,
+    swap_offset: u32,
 }
 
 impl<'a> Pool<'a> {
@@ -527,6 +529,7 @@ impl<'a> Pool<'a> {
             work: Work::default(),
             evacuation_cursor: 0,
             swap_cursor: 0,
+            swap_offset: 0,
         };
         for region in 0..layout.region_count() {
             let r = *layout.region(region);

@@ -118,15 +118,23 @@ impl Pool<'_> {
             return None;
         }
         let mut block = self.swap_cursor % blocks;
+        // The cursor is a place inside a group, not only a block: a group
+        // larger than the frame budget (blocks of 3 or more tag frames) is
+        // read on from where the last search stopped, so what lies past its
+        // first SWAP_FRAMES frames is reached too.
+        let mut offset = self.swap_offset;
         let mut frames_read = 0;
         for _ in 0..SWAP_BLOCKS.min(blocks) {
             self.work.frames_scanned += 1;
             // The filed class is the block's class between operations (I8):
             // one word, no tag frame unpacked.
             if self.block_state(block).filed() == Class::Reserved {
-                for index in self.layout.block_data_frames(block) {
+                let group = self.layout.block_data_frames(block);
+                let start = group.start + offset.min(group.end - group.start);
+                for index in start..group.end {
                     if frames_read == SWAP_FRAMES {
                         self.swap_cursor = block;
+                        self.swap_offset = index - group.start;
                         return None;
                     }
                     frames_read += 1;
@@ -134,6 +142,7 @@ impl Pool<'_> {
                     if let Frame::Owned(o) = self.entry(index) {
                         if o.mode == Mode::Untagged && !o.pinned && !o.contiguous {
                             self.swap_cursor = block;
+                            self.swap_offset = index - group.start;
                             let destination = self.find_movable_destination(0)?;
                             return Some(Swap {
                                 source: index,
@@ -144,8 +153,10 @@ impl Pool<'_> {
                 }
             }
             block = (block + 1) % blocks;
+            offset = 0;
         }
         self.swap_cursor = block;
+        self.swap_offset = 0;
         None
     }
 

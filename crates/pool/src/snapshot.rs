@@ -16,6 +16,7 @@ pub struct PoolHeader {
     work: crate::Work,
     evacuation_cursor: crate::FrameIndex,
     swap_cursor: crate::layout::BlockId,
+    swap_offset: u32,
 }
 
 impl<'a> Pool<'a> {
@@ -31,6 +32,7 @@ impl<'a> Pool<'a> {
             work: self.work,
             evacuation_cursor: self.evacuation_cursor,
             swap_cursor: self.swap_cursor,
+            swap_offset: self.swap_offset,
         }
     }
 
@@ -90,6 +92,7 @@ impl<'a> Pool<'a> {
             work: header.work,
             evacuation_cursor: header.evacuation_cursor,
             swap_cursor: header.swap_cursor,
+            swap_offset: header.swap_offset,
         })
     }
 }

@@ -114,6 +114,79 @@ fn a_tagged_page_takes_the_frame_of_an_untagged_page_moved_out_of_a_reserved_gro
     assert_invariants(&pool);
 }
 
+/// Regression (review defect 1): the swap search's cursor is a place inside
+/// a group. With 4-frame blocks a group has 128 frames, twice the search's
+/// 64-frame budget; with the reserved group's first 64 frames tagged, a
+/// search that restarted at the group's start every time never reached the
+/// movable pages past them, and every tagged request was refused although a
+/// frame was free.
+#[test]
+fn the_swap_search_reaches_past_its_budget_in_a_group_larger_than_it() {
+    let layout = one_region(384, 4);
+    let specs = clients(2, 512, 1000);
+    let config = Config::default();
+    let mut tables = Tables::new(&layout, &specs, &config);
+    let mut pool = Pool::new(layout, &specs, config, tables.storage()).unwrap();
+    let mut machine = SimMachine::new(layout.tag_regions());
+    // The reserved group: the 128 data frames whose block the first tagged
+    // page reserves; its first 64 frames take the 64 tagged pages.
+    let first = alloc_checked(&mut pool, &mut machine, 0, tagged(page(0, 0), 0)).unwrap();
+    let group = 0x80000 + (first.first_frame - 0x80000) / 128 * 128;
+    let in_group = |frame: u64| (group..group + 128).contains(&frame);
+    for n in 0..64 {
+        let a = if n == 0 {
+            first
+        } else {
+            alloc_checked(&mut pool, &mut machine, 0, tagged(page(0, n), 0)).unwrap()
+        };
+        assert!(
+            (group..group + 64).contains(&a.first_frame),
+            "tagged page {n} at {:#x}, not in the first 64 frames of the group at {group:#x}",
+            a.first_frame
+        );
+    }
+    assert_eq!(pool.stats().blocks_reserved, 1);
+    // Untagged pages take everything else, the reserved group's last.
+    let mut held = 0;
+    while alloc_checked(&mut pool, &mut machine, 1, untagged(page(1, held), 0)).is_ok() {
+        held += 1;
+    }
+    assert_eq!(pool.stats().data_frames_free, 0);
+    let movable_in_group = (0..held)
+        .filter(|&n| {
+            pool.query(1, page(1, n))
+                .is_ok_and(|info| in_group(info.frame))
+        })
+        .count();
+    assert_eq!(
+        movable_in_group, 64,
+        "64 movable pages in the reserved group"
+    );
+    // Round after round: free an untagged page outside the reserved group,
+    // and ask for a tagged page. Each is granted within two tries (the
+    // first may spend its budget on the tagged frames), by moving one of
+    // the reserved group's untagged pages out, never by reserving a block.
+    for round in 0..8 {
+        let outside = (0..held)
+            .rev()
+            .find(|&n| {
+                pool.query(1, page(1, n))
+                    .is_ok_and(|info| !in_group(info.frame) && !info.in_tag_storage)
+            })
+            .expect("an untagged page outside the reserved group");
+        pool.free(&mut machine, 1, page(1, outside)).unwrap();
+        let granted = (0..2).any(|_| {
+            alloc_checked(&mut pool, &mut machine, 0, tagged(page(0, 64 + round), 0)).is_ok()
+        });
+        assert!(granted, "round {round}: a tagged request refused with a frame free and movable pages in the reserved group");
+        assert_eq!(
+            pool.stats().blocks_reserved,
+            1,
+            "round {round}: no other block reserved"
+        );
+    }
+}
+
 #[test]
 fn untagged_data_takes_a_lent_group_inside_a_free_block_that_spans_groups() {
     // 128 data frames in four 32-frame groups, one tag frame each.

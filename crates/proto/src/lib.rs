@@ -27,7 +27,8 @@ pub use c_header::{for_each_constant, write_c_header};
 pub use ops::{dispatch, Api, Op, Request, Response, Serve};
 pub use status::{busy, ArgumentRule, DecodeError, Error, Status};
 pub use table::{
-    ClientEntry, ClientTable, TableError, TableRule, MAX_TABLE_CLIENTS, MICROKIT_DEFAULT_ENTRY,
+    ClientEntry, ClientTable, TableError, TableRule, MAX_CLIENT_CHILD_ID, MAX_TABLE_CLIENTS,
+    MICROKIT_DEFAULT_ENTRY,
 };
 pub use values::{
     AllocFlags, AllocSpec, Allocated, Bit, ClientId, ClientIndex, Codec, Count, FaultKind,
@@ -177,7 +178,8 @@ pub mod channels {
     /// (notify), so the fault handler knows when the run is over.
     pub const CLIENT_DONE: u8 = 2;
     /// The fault handler's end of a client's done channel is this plus the
-    /// client's child id (so child ids of clients stay below 30).
+    /// client's child id (so child ids of clients are 1 to 29, which the
+    /// client table's parser holds them to: `MAX_CLIENT_CHILD_ID`).
     pub const FAULT_HANDLER_DONE_BASE: u8 = 32;
     /// The fault handler's channel to the memory server (pp). Its channel to
     /// each client has the client's child id.

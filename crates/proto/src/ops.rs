@@ -4,8 +4,8 @@
 //! request words after the header (`name: Codec`), its reply (a
 //! [`Message`](crate::Message)), and the statuses it refuses with. The
 //! `protocol!` macro (`declare.rs`) makes the enums, the codecs, the client
-//! methods and the server's dispatch from it; the C header will come from
-//! the same rows.
+//! methods and the server's dispatch from it, and `c_header.rs` writes the
+//! C header (`include/tagloan.h`) from the same rows.
 
 use crate::values::*;
 

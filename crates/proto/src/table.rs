@@ -93,10 +93,17 @@ pub enum TableRule {
     DuplicateChannel,
     DuplicateChild,
     ChannelOutOfRange,
+    /// A child id whose done channel (`FAULT_HANDLER_DONE_BASE` + child)
+    /// would be past Microkit's last channel id, or another client's
+    /// supervisor channel, or which is the fault handler's channel to the
+    /// server.
+    ChildOutOfRange,
     WindowMisaligned,
     WindowEmpty,
     WindowOutOfRange,
-    WindowsOverlap { other_line: usize },
+    WindowsOverlap {
+        other_line: usize,
+    },
     QuotaZero,
     QuotaAboveWindow,
     TwoFaultHandlers,
@@ -127,6 +134,14 @@ impl core::fmt::Display for TableError {
                 f,
                 "channel and child ids are 0 to {} (Microkit)",
                 tagloan_microkit::MAX_CHANNEL_ID
+            ),
+            TableRule::ChildOutOfRange => write!(
+                f,
+                "child ids are 1 to {}: the fault handler hears a client's `done` on channel {} + its child id, and Microkit's channel ids stop at {}; its channel {} is the memory server's",
+                MAX_CLIENT_CHILD_ID,
+                crate::channels::FAULT_HANDLER_DONE_BASE,
+                tagloan_microkit::MAX_CHANNEL_ID,
+                crate::channels::FAULT_HANDLER_TO_SERVER
             ),
             TableRule::WindowMisaligned => f.write_str("the window base is not 4 KiB aligned"),
             TableRule::WindowEmpty => f.write_str("the window has no pages"),
@@ -160,6 +175,12 @@ fn name(text: Option<&str>) -> Result<String<MAX_NAME>, TableRule> {
     }
     String::try_from(text).map_err(|_| TableRule::NameTooLong)
 }
+
+/// The largest child id: its done channel, `FAULT_HANDLER_DONE_BASE` + id,
+/// is Microkit's last channel id, and no child's supervisor channel (its
+/// id) reaches the done channels.
+pub const MAX_CLIENT_CHILD_ID: u8 =
+    tagloan_microkit::MAX_CHANNEL_ID as u8 - crate::channels::FAULT_HANDLER_DONE_BASE;
 
 fn id(key: &'static str, text: &str) -> Result<u8, TableRule> {
     match number(key, text)? {
@@ -305,10 +326,14 @@ fn parse_client<'t>(fields: impl Iterator<Item = &'t str>) -> Result<ClientEntry
     if quota_frames > window_pages {
         return Err(TableRule::QuotaAboveWindow);
     }
+    let child = child.ok_or(TableRule::MissingKey("child"))?;
+    if child == crate::channels::FAULT_HANDLER_TO_SERVER || child > MAX_CLIENT_CHILD_ID {
+        return Err(TableRule::ChildOutOfRange);
+    }
     Ok(ClientEntry {
         name: pd,
         channel: channel.ok_or(TableRule::MissingKey("channel"))?,
-        child: child.ok_or(TableRule::MissingKey("child"))?,
+        child,
         window_base,
         window_pages,
         quota_frames,

@@ -340,6 +340,13 @@ fn client_table_errors_name_the_line_and_the_rule() {
         // Microkit's channel ids stop at 61 (MICROKIT_MAX_CHANNELS is 62).
         ("client a channel=62 child=1 window=0x1000 pages=1 quota=1", "0 to 61"),
         ("client a channel=1 child=62 window=0x1000 pages=1 quota=1", "0 to 61"),
+        // Review defect 4: a child id's done channel is 32 + id, so ids of
+        // 30 and more run past channel 61 or onto another child's channel
+        // (33 is child 1's done channel); 0 is the fault handler's channel
+        // to the server.
+        ("client a channel=1 child=33 window=0x1000 pages=1 quota=1", "child ids are 1 to 29"),
+        ("client a channel=1 child=30 window=0x1000 pages=1 quota=1", "child ids are 1 to 29"),
+        ("client a channel=1 child=0 window=0x1000 pages=1 quota=1", "child ids are 1 to 29"),
         ("client a channel=1 child=1 window=0x1000 pages=1", "`quota=` is missing"),
         ("client a channel=1 child=1 window=zz pages=1 quota=1", "not a number"),
         ("client a channel=1 child=1 window=0x1000 pages=1 quota=1 colour=red", "unknown key"),

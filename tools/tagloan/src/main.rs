@@ -1,11 +1,14 @@
-//! `tagloan`: check a system, run it in the simulator, draw its memory, and
-//! measure the pool.
+//! `tagloan`: check a system, run it in the simulator, draw its memory,
+//! measure the pool, write the C header, and give the carve-out QEMU its
+//! property.
 //!
 //! ```text
 //! tagloan check [system.xml] [--platform FILE.dts|.dtb]
 //! tagloan run   [--scenario NAME] [--seed N] [--steps N] [--platform FILE] [--json]
 //! tagloan map   [--scenario NAME] [--at STEP] --out FILE.png|FILE.svg
-//! tagloan bench [--json]
+//! tagloan bench [--json | --markdown]
+//! tagloan header [--out include/tagloan.h]
+//! tagloan qemu-tag-storage PLATFORM.dts|.dtb
 //! ```
 
 mod bench;

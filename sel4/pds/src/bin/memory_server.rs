@@ -24,7 +24,7 @@ fn regions() -> [Region; 3] {
     ]
 }
 
-/// Window pages the machine can track (the four example clients have 54,528).
+/// Window pages the machine can track (the five example clients have 54,592).
 use tagloan_microkit::sel4_provisioning::MAX_WINDOW_PAGES;
 
 /// The frame CNode slot mapped at each window page (see `Sel4Machine`).
