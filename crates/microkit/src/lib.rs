@@ -359,6 +359,13 @@ pub trait Env {
     fn load(&mut self, pointer: u64, out: &mut [u8]) -> Result<(), Stopped>;
     /// A store through `pointer`.
     fn store(&mut self, pointer: u64, bytes: &[u8]) -> Result<(), Stopped>;
+    /// An instruction fetch: branches to `pointer` as to a function, which
+    /// the caller has stored there (an AArch64 `ret`, 0xd65f03c0). Returns
+    /// if the code ran and came back, which it must not on a page a server
+    /// maps: every client mapping is execute-never (DESIGN I6, W^X). A
+    /// fault (an instruction abort) goes to the parent as a VMFault with
+    /// its prefetch flag set.
+    fn execute(&mut self, pointer: u64) -> Result<(), Stopped>;
     /// IRG: `pointer` with a random logical tag, avoiding the tags whose bits
     /// are set in `exclude`.
     fn irg(&mut self, pointer: u64, exclude: u16) -> u64;

@@ -200,6 +200,35 @@ pub fn without_tag_checks<R>(f: impl FnOnce() -> R) -> R {
     result
 }
 
+/// PSTATE.TCO: whether tag checks are overridden now.
+pub fn tag_checks_overridden() -> bool {
+    let tco: u64;
+    // SAFETY: reading TCO has no side effect; it needs FEAT_MTE, which every
+    // caller of this module has.
+    unsafe {
+        asm!(
+            ".arch_extension memtag",
+            "mrs {t}, tco",
+            t = out(reg) tco,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    tco & (1 << 25) != 0
+}
+
+/// Sets PSTATE.TCO, leaving tag checks overridden until it is cleared: what
+/// a test does to see whether the state survives a restart.
+pub fn override_tag_checks() {
+    // SAFETY: as in `without_tag_checks`.
+    unsafe {
+        asm!(
+            ".arch_extension memtag",
+            "msr tco, #1",
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+}
+
 /// A window of tagged memory standing in for physical frames `first_pfn ..
 /// first_pfn + frames`: frame `p` is at `base + (p - first_pfn) * 4096`.
 #[derive(Debug)]

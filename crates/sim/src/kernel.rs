@@ -752,6 +752,18 @@ impl PdEnv<'_> {
     }
 
     /// Runs a memory access, delivering its faults; splits at page edges.
+    /// The parent resumed this PD `faults` times without fixing its fault:
+    /// on seL4 it would spin for ever. Stop it, and count it.
+    fn stop_livelocked(&mut self, faults: u32) -> Result<(), Stopped> {
+        self.core.record(Event::Livelock {
+            pd: self.pd,
+            faults,
+        });
+        self.core.pds[self.pd].state = RunState::Stopped;
+        self.core.record(Event::Stop { pd: self.pd });
+        Err(Stopped)
+    }
+
     fn access(
         &mut self,
         pointer: u64,
@@ -812,15 +824,7 @@ impl PdEnv<'_> {
                 }
                 attempts += 1;
                 if attempts >= LIVELOCK_FAULTS {
-                    // The parent resumes us without fixing the fault: on seL4
-                    // this spins for ever. Stop it, and count it.
-                    self.core.record(Event::Livelock {
-                        pd: self.pd,
-                        faults: attempts,
-                    });
-                    self.core.pds[self.pd].state = RunState::Stopped;
-                    self.core.record(Event::Stop { pd: self.pd });
-                    return Err(Stopped);
+                    return self.stop_livelocked(attempts);
                 }
             }
             done += chunk;
@@ -1026,6 +1030,41 @@ impl Env for PdEnv<'_> {
         self.access(pointer, bytes.len(), |m, client, at, range| {
             m.store(client, at, &bytes[range])
         })
+    }
+
+    fn execute(&mut self, pointer: u64) -> Result<(), Stopped> {
+        // The simulated machine maps every client page execute-never, as
+        // the seL4 backend does: an instruction fetch in a client's window
+        // always takes an instruction abort, a permission fault on a mapped
+        // page and a translation fault elsewhere.
+        let vaddr = tagloan_mte::untagged_address(pointer);
+        let mut attempts = 0;
+        loop {
+            self.tick()?;
+            let mapped = self
+                .client()
+                .zip(self.core.machine.as_ref())
+                .and_then(|(c, m)| m.borrow().mapping(c, vaddr))
+                .is_some();
+            let fault = Fault::VmFault {
+                // The faulting instruction is the one fetched.
+                ip: vaddr,
+                addr: vaddr,
+                prefetch: true,
+                fsr: if mapped {
+                    fsr::PERMISSION_L3
+                } else {
+                    fsr::TRANSLATION_L3
+                },
+            };
+            if !self.fault(fault) {
+                return Err(Stopped);
+            }
+            attempts += 1;
+            if attempts >= LIVELOCK_FAULTS {
+                return self.stop_livelocked(attempts);
+            }
+        }
     }
 
     fn irg(&mut self, pointer: u64, exclude: u16) -> u64 {

@@ -7,8 +7,13 @@
 //! judge only what needs none: the decode and authority cases must still get
 //! exactly their errors (`malformed`, `permission-denied`), and every other
 //! case must get `unsupported`, never a success. With
-//! [`Rogue::touching_unmapped`] it then loads from a page of its window it
-//! never allocated: a real fault for its parent to handle.
+//! [`Rogue::touching_unmapped`] each run then ends in a real fault for its
+//! parent to handle, which restarts it: the first and fourth runs load from
+//! a page of its window never allocated, the second runs code from the data
+//! page it holds, the third from a no-access page (one awaiting its tags
+//! after `enable_tagging`). Every client page is execute-never (DESIGN I6,
+//! W^X), so both must be instruction aborts; code that runs and returns is
+//! reported on a line of its own.
 #![no_std]
 
 use tagloan_client::{
@@ -21,6 +26,14 @@ const PAGE: u64 = 4096;
 /// the cases: past the range the quota-overrun case asks for (the window
 /// has 256 pages, the quota 64), so that case meets the quota first.
 const HELD_PAGE: u64 = 200;
+/// The page (from the window base) made no-access, awaiting its tags, and
+/// run as code, in the third run.
+const NO_ACCESS_PAGE: u64 = 5;
+/// The page (from the window base) never allocated, loaded from.
+const UNMAPPED_PAGE: u64 = 3;
+/// An AArch64 `ret`, stored where code is run, so code that wrongly runs
+/// returns to say so.
+const RET: u32 = 0xd65f_03c0;
 
 /// One bad request and the status it must get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,6 +265,28 @@ pub struct Rogue {
     touch_unmapped: bool,
     /// Loads from an unmapped page that came back (they must not).
     pub unmapped_loads_returned: u64,
+    /// Runs started, this one included: which fault this run ends in.
+    pub runs: u64,
+    /// Code run from a page of the window that came back (it must not).
+    pub code_ran: u64,
+}
+
+/// How a run of [`Rogue::touching_unmapped`] ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LastAct {
+    LoadUnmapped,
+    RunDataPage,
+    RunNoAccessPage,
+}
+
+impl LastAct {
+    fn of_run(run: u64) -> LastAct {
+        match run {
+            2 => LastAct::RunDataPage,
+            3 => LastAct::RunNoAccessPage,
+            _ => LastAct::LoadUnmapped,
+        }
+    }
 }
 
 /// Whether a case is judged before any frame is involved: decoding and the
@@ -263,8 +298,16 @@ fn judged_without_frames(expected: Status) -> bool {
 impl Rogue {
     /// A rogue that, after its cases, touches an unmapped page of its window.
     pub fn touching_unmapped() -> Rogue {
+        Rogue::touching_unmapped_after(0)
+    }
+
+    /// The same, built afresh for a restart after `runs` runs: on seL4 a
+    /// restarted PD builds its handler again, so the run count comes from
+    /// outside (the simulator keeps the worker, and counts on).
+    pub fn touching_unmapped_after(runs: u64) -> Rogue {
         Rogue {
             touch_unmapped: true,
+            runs,
             ..Rogue::default()
         }
     }
@@ -283,6 +326,8 @@ impl Worker for Rogue {
             refused_unsupported: self.refused_unsupported,
             touch_unmapped: self.touch_unmapped,
             unmapped_loads_returned: self.unmapped_loads_returned,
+            runs: self.runs + 1,
+            code_ran: self.code_ran,
             ..Rogue::default()
         };
         if let Some((_, entry)) = my_entry(env) {
@@ -351,7 +396,8 @@ impl Worker for Rogue {
                 // allocated, while it still holds a page: the fault ends
                 // this run, and its parent must reclaim what it holds.
                 tagloan_client::print_counters(env, "cases", &|report| self.counters(report))?;
-                load_u64(env, self.mine + 3 * PAGE)?;
+                self.last_act(env, &server, held)?;
+                load_u64(env, self.mine + UNMAPPED_PAGE * PAGE)?;
                 self.unmapped_loads_returned += 1;
             }
             if !self.released {
@@ -408,6 +454,9 @@ impl Worker for Rogue {
     }
 
     fn counters(&self, report: &mut dyn FnMut(&str, u64)) {
+        if self.touch_unmapped {
+            report("run", self.runs);
+        }
         report("cases_run", self.cases_run);
         report("refused_as_documented", self.refused_as_documented);
         report("unexpected", self.unexpected);
@@ -418,6 +467,7 @@ impl Worker for Rogue {
         report("refused_unsupported", self.refused_unsupported);
         if self.touch_unmapped {
             report("unmapped_loads_returned", self.unmapped_loads_returned);
+            report("code_ran", self.code_ran);
         }
         if let Some((name, label)) = self.first_unexpected {
             // The case's position in `cases()`, and the status it got.
@@ -429,6 +479,57 @@ impl Worker for Rogue {
             report("first_unexpected_status", label);
         }
     }
+}
+
+impl Rogue {
+    /// This run's last act before the load from an unmapped page: running
+    /// code from a page of its window, which must fault (the load is then
+    /// never reached). Code that runs is counted and said.
+    fn last_act(&mut self, env: &mut dyn Env, server: &Server, held: u64) -> Result<(), Stopped> {
+        let page = match LastAct::of_run(self.runs) {
+            LastAct::LoadUnmapped => return Ok(()),
+            LastAct::RunDataPage => held,
+            LastAct::RunNoAccessPage => {
+                let page = self.mine + NO_ACCESS_PAGE * PAGE;
+                if server.alloc(env, page, AllocSpec::order(0))?.is_err() {
+                    self.setup_failed += 1;
+                    return Ok(());
+                }
+                // The code goes in while the page is still readable.
+                store_ret(env, page)?;
+                if server.enable_tagging(env, page, 1)?.is_err() {
+                    self.setup_failed += 1;
+                    return Ok(());
+                }
+                page
+            }
+        };
+        if page == held {
+            store_ret(env, page)?;
+        }
+        let what = match LastAct::of_run(self.runs) {
+            LastAct::RunDataPage => "the data page it holds",
+            _ => "a no-access page awaiting its tags",
+        };
+        tagloan_microkit::debug_println!(
+            env,
+            "{}: run {}: running code from {what} at {page:#x}",
+            env.pd_name(),
+            self.runs
+        );
+        env.execute(page)?;
+        self.code_ran += 1;
+        tagloan_microkit::debug_println!(
+            env,
+            "{}: code ran from {what} at {page:#x}: it is executable, and must be execute-never",
+            env.pd_name()
+        );
+        Ok(())
+    }
+}
+
+fn store_ret(env: &mut dyn Env, page: u64) -> Result<(), Stopped> {
+    env.store(page, &RET.to_le_bytes())
 }
 
 /// The PD: the worker, paced by the fault handler.

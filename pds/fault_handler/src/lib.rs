@@ -7,7 +7,8 @@
 //!   RFC's VM_FAULT_OOM).
 //! - An MTE tag-check fault is reported with the address and both tags; the
 //!   client is stopped and the server reclaims its frames.
-//! - Any other fault is reported, the client's frames are reclaimed, and it
+//! - Any other fault (an instruction abort among them: client pages are
+//!   execute-never) is reported, the client's frames are reclaimed, and it
 //!   is restarted clean, at most [`MAX_RESTARTS`] times; after that it is
 //!   stopped.
 //!
@@ -394,6 +395,22 @@ impl FaultHandler {
                     }
                     Err(_) => None,
                 }
+            }
+            Fault::VmFault {
+                ip,
+                addr,
+                prefetch: true,
+                fsr,
+            } => {
+                // An instruction abort: client pages are execute-never, and
+                // lazy tagging never explains one.
+                self.counts.other += 1;
+                tagloan_microkit::debug_println!(
+                    env,
+                    "fault_handler: {name} took an instruction abort at {addr:#x} (pc {ip:#x}, FSR {fsr:#x}): its pages are execute-never"
+                );
+                self.restart(env, child, client, &name);
+                None
             }
             other => {
                 self.counts.other += 1;

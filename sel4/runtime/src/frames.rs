@@ -1,9 +1,9 @@
 //! The memory server's frames on seL4: the capabilities tagloan's initial
 //! task hands it (`tools/sel4/initialiser`, `sel4/patches/`).
 //!
-//! Where they are, in the server's Microkit CNode: one Untyped per pool
-//! region and one for its kernel objects (in the order of its `<setvar
-//! region_paddr>`), from slot
+//! Where they are, in the server's Microkit CNode: one Untyped per region
+//! it has a `<setvar region_paddr>` for (the pool's regions and one for its
+//! kernel objects), in address order, from slot
 //! [`POOL_UNTYPED_FIRST`], and a copy of its root CNode cap at
 //! [`ROOT_CNODE_COPY`], the destination a retype into its own CSpace needs.
 //! Its VSpace cap is `<cap_vspace slot="1">` of itself, root slot 1.

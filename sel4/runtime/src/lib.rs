@@ -155,12 +155,22 @@ impl Env for Sel4Env {
     }
 
     fn pd_restart(&mut self, child: Child, entry_point: u64) {
-        // libmicrokit's microkit_pd_restart: write the PC and resume.
+        // libmicrokit's microkit_pd_restart writes the PC alone, so the
+        // child would keep the rest of its PSTATE: a child that set
+        // PSTATE.TCO (tag checks off) before it faulted would run on with
+        // its tag checks off. Write the PC, SP and SPSR (the first three
+        // registers of seL4_UserContext on AArch64): seL4 sanitises the SPSR
+        // to a fresh thread's (`sanitiseRegister`: the NZCV flags kept,
+        // `PSTATE_USER` for the rest), so TCO, the DAIF masks and the mode
+        // are what a new PD starts with; 0 keeps no flag either. The SP is
+        // set again by the restart entry, which moves to the static stack.
         let mut context = sel4::UserContext::default();
         *context.pc_mut() = entry_point;
+        *context.sp_mut() = 0;
+        *context.spsr_mut() = 0;
         if let Err(error) = sel4_microkit::Child::new(child.index())
             .tcb()
-            .tcb_write_registers(true, 1, &mut context)
+            .tcb_write_registers(true, 3, &mut context)
         {
             let mut line = tagloan_microkit::DebugLine::new();
             let _ = core::fmt::Write::write_fmt(
@@ -223,6 +233,22 @@ impl Env for Sel4Env {
         for (i, byte) in bytes.iter().enumerate() {
             // SAFETY: as for `load`.
             unsafe { core::ptr::write_volatile((pointer as usize + i) as *mut u8, *byte) };
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, pointer: u64) -> Result<(), Stopped> {
+        // No cache maintenance: the code is expected never to run (every
+        // client page is execute-never). On QEMU, which has no instruction
+        // cache, a page that wrongly allowed it would run the bytes stored.
+        //
+        // SAFETY: this is the test of a mapping's execute permission. The
+        // kernel delivers the instruction abort to the parent, which
+        // restarts or stops this PD; a page that wrongly runs code runs the
+        // caller's `ret`, which returns here.
+        unsafe {
+            let code: extern "C" fn() = core::mem::transmute(pointer as usize);
+            code();
         }
         Ok(())
     }

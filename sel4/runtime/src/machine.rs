@@ -18,7 +18,9 @@
 //! What a call does then: `map` is one `seL4_ARM_Page_Map` of the frame's
 //! cap into the client's VSpace (no rights at all for no-access: the page
 //! is then the kernel's only, and any user access is a permission fault);
-//! `unmap` is `seL4_ARM_Page_Unmap` of the cap recorded for that page. Data
+//! `unmap` is `seL4_ARM_Page_Unmap` of the cap recorded for that page. Every
+//! mapping of a pool frame is execute-never (a heap hands out data, and
+//! AArch64 would make a no-rights page execute-only for EL0). Data
 //! and tags are reached through the scratch window. Caches: every mapping
 //! is normal cacheable memory, and AArch64 data caches are physically
 //! tagged, so the server's copy and the client's mapping see the same data
@@ -41,6 +43,11 @@ use sel4::{CapRights, ObjectBlueprint, ObjectBlueprintArch, VmAttributes};
 use tagloan_mte::{Access, FrameTags, Kernel, Pfn, TagOps, FRAME_BYTES, TAG_BYTES_PER_FRAME};
 
 use crate::frames::{FIRST_FREE_SLOT, ROOT_CNODE_COPY};
+
+/// A Microkit CNode slot of the server's (after the frame CNode's), where
+/// provisioning asks each pool Untyped for an Untyped twice its region:
+/// the retype must fail, so the slot stays empty.
+const PROBE_SLOT: u64 = FIRST_FREE_SLOT + 1;
 
 /// The root CNode slot of the server's frame CNode: the last, after the
 /// client VSpaces (`tagloan check` keeps the SDF out of it).
@@ -97,19 +104,75 @@ pub struct Window {
 
 /// Which step of provisioning failed, and seL4's answer.
 #[derive(Clone, Copy, Debug)]
-pub struct ProvisionError {
-    pub step: &'static str,
-    pub error: sel4::Error,
+pub enum ProvisionError {
+    /// A kernel call failed.
+    Kernel {
+        step: &'static str,
+        error: sel4::Error,
+    },
+    /// The Untyped handed over for a pool region is not that region.
+    Untyped {
+        /// Its slot in the server's Microkit CNode.
+        slot: u64,
+        /// The region the device tree describes: physical address, bytes.
+        base: u64,
+        bytes: u64,
+        problem: UntypedProblem,
+    },
+}
+
+/// How an Untyped handed over differs from its device-tree region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UntypedProblem {
+    /// The region is not a power of two bytes: no single Untyped is it.
+    NotAPowerOfTwo,
+    /// The Untyped holds more than the region.
+    Larger,
+    /// The Untyped cannot hold the region's frames.
+    Smaller,
+    /// The region's first or last frame, retyped from it, is at this
+    /// physical address instead.
+    FrameAt { frame: u64, paddr: u64 },
 }
 
 impl core::fmt::Display for ProvisionError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}: {:?}", self.step, self.error)
+        match self {
+            ProvisionError::Kernel { step, error } => write!(f, "{step}: {error:?}"),
+            ProvisionError::Untyped {
+                slot,
+                base,
+                bytes,
+                problem,
+            } => {
+                write!(
+                    f,
+                    "the Untyped in slot {slot} is not the device tree's region at {base:#x} ({bytes:#x} bytes): "
+                )?;
+                match problem {
+                    UntypedProblem::NotAPowerOfTwo => f.write_str(
+                        "the region is not a power of two bytes, and each pool region is handed over as one Untyped",
+                    ),
+                    UntypedProblem::Larger => f.write_str("the Untyped is larger"),
+                    UntypedProblem::Smaller => {
+                        f.write_str("the Untyped cannot hold the region's frames")
+                    }
+                    UntypedProblem::FrameAt { frame, paddr } => write!(
+                        f,
+                        "frame {frame} of it is at {paddr:#x}, not {:#x}",
+                        base + frame * FRAME_BYTES as u64
+                    ),
+                }?;
+                f.write_str(
+                    "; system.xml's pool regions must be the device tree's (tagloan check says where they differ)",
+                )
+            }
+        }
     }
 }
 
 fn step<T>(step: &'static str, result: sel4::Result<T>) -> Result<T, ProvisionError> {
-    result.map_err(|error| ProvisionError { step, error })
+    result.map_err(|error| ProvisionError::Kernel { step, error })
 }
 
 /// What provisioning made, for the server's start-up line.
@@ -140,12 +203,20 @@ pub enum KernelTags {
     Enforced,
 }
 
-/// The attributes of a Tagged mapping (our kernel patch's
-/// `seL4_ARM_Tagged`, from the patched SDK's libsel4).
-#[cfg(tagloan_user_mte)]
-const TAGGED: VmAttributes = VmAttributes::from_inner(
-    VmAttributes::DEFAULT.into_inner() | sel4::sys::seL4_ARM_VMAttributes::seL4_ARM_Tagged,
+/// The attributes of every mapping of pool frames, a client's or the
+/// server's own: cacheable and execute-never. A heap server hands out data
+/// (W^X), and a no-access (metadata-none) page must not be executable
+/// either: AArch64 gives EL0 execute permission by UXN alone, so a page
+/// mapped with no rights and without ExecuteNever would be execute-only.
+const DATA: VmAttributes = VmAttributes::from_inner(
+    VmAttributes::DEFAULT.into_inner() | VmAttributes::EXECUTE_NEVER.into_inner(),
 );
+
+/// The attributes of a Tagged mapping (our kernel patch's
+/// `seL4_ARM_Tagged`, from the patched SDK's libsel4), execute-never too.
+#[cfg(tagloan_user_mte)]
+const TAGGED: VmAttributes =
+    VmAttributes::from_inner(DATA.into_inner() | sel4::sys::seL4_ARM_VMAttributes::seL4_ARM_Tagged);
 
 /// The pool's machine on seL4.
 pub struct Sel4Machine {
@@ -224,19 +295,69 @@ impl Sel4Machine {
         for (slot, region) in machine.regions.iter_mut().zip(regions) {
             *slot = Some(*region);
             let untyped = sel4::cap::Untyped::from_bits(region.untyped_slot);
+            let base = region.base * FRAME_BYTES as u64;
+            let bytes = u64::from(region.frames) * FRAME_BYTES as u64;
+            let mismatch = |problem| ProvisionError::Untyped {
+                slot: region.untyped_slot,
+                base,
+                bytes,
+                problem,
+            };
+            // Not larger than the region: an Untyped twice its size cannot
+            // be retyped from it (and nothing is made when it cannot).
+            if !bytes.is_power_of_two() {
+                return Err(mismatch(UntypedProblem::NotAPowerOfTwo));
+            }
+            match untyped.untyped_retype(
+                &ObjectBlueprint::Untyped {
+                    size_bits: bytes.trailing_zeros() as usize + 1,
+                },
+                &microkit_cnode,
+                PROBE_SLOT as usize,
+                1,
+            ) {
+                Err(sel4::Error::NotEnoughMemory) => {}
+                Ok(()) => return Err(mismatch(UntypedProblem::Larger)),
+                Err(error) => {
+                    return Err(ProvisionError::Kernel {
+                        step: "ask an Untyped for twice its region",
+                        error,
+                    })
+                }
+            }
             let mut done = 0usize;
             while done < region.frames as usize {
                 let batch = RETYPE_BATCH.min(region.frames as usize - done);
-                step(
-                    "retype the pool's frames",
-                    untyped.untyped_retype(
-                        &ObjectBlueprint::Arch(ObjectBlueprintArch::SmallPage),
-                        &frames_cnode,
-                        index + done,
-                        batch,
-                    ),
-                )?;
+                match untyped.untyped_retype(
+                    &ObjectBlueprint::Arch(ObjectBlueprintArch::SmallPage),
+                    &frames_cnode,
+                    index + done,
+                    batch,
+                ) {
+                    Ok(()) => {}
+                    Err(sel4::Error::NotEnoughMemory) => {
+                        return Err(mismatch(UntypedProblem::Smaller))
+                    }
+                    Err(error) => {
+                        return Err(ProvisionError::Kernel {
+                            step: "retype the pool's frames",
+                            error,
+                        })
+                    }
+                }
                 done += batch;
+            }
+            // At the region's address: its first and last frames are where
+            // the device tree says (frames are retyped in address order).
+            for frame in [0, done as u64 - 1] {
+                let paddr = step(
+                    "ask a pool frame its physical address",
+                    sel4::cap::Granule::from_bits(frame_cptr(index as u64 + frame))
+                        .frame_get_address(),
+                )? as u64;
+                if paddr != base + frame * FRAME_BYTES as u64 {
+                    return Err(mismatch(UntypedProblem::FrameAt { frame, paddr }));
+                }
             }
             index += done;
         }
@@ -289,7 +410,7 @@ impl Sel4Machine {
                 Ok(KernelTags::Enforced)
             }
             Err(sel4::Error::InvalidArgument) => Ok(KernelTags::Refused),
-            Err(error) => Err(ProvisionError {
+            Err(error) => Err(ProvisionError::Kernel {
                 step: "map a frame with seL4_ARM_Tagged",
                 error,
             }),
@@ -318,7 +439,7 @@ impl Sel4Machine {
             #[cfg(tagloan_user_mte)]
             (Access::Tagged, KernelTags::Enforced) => TAGGED,
             // Tagged is mapped Normal where the kernel gives no tags.
-            _ => VmAttributes::DEFAULT,
+            _ => DATA,
         }
     }
 
@@ -416,7 +537,7 @@ impl TableMaker<'_> {
         loop {
             if !self.spare {
                 if self.next >= SCRATCH_SLOTS {
-                    return Err(ProvisionError {
+                    return Err(ProvisionError::Kernel {
                         step: "find a slot for a translation table",
                         error: sel4::Error::NotEnoughMemory,
                     });
@@ -442,7 +563,7 @@ impl TableMaker<'_> {
                 // Every level is there already: the spare waits for the next.
                 Err(sel4::Error::DeleteFirst) => return Ok(made),
                 Err(error) => {
-                    return Err(ProvisionError {
+                    return Err(ProvisionError::Kernel {
                         step: "map a translation table",
                         error,
                     })

@@ -63,6 +63,28 @@ fn a_load_from_an_unmapped_page_reaches_the_fault_handler_which_restarts_then_st
     assert!(r
         .trace
         .contains("client_rogue faulted after 3 restarts; stopping it"));
+    // The second run runs code from the data page it holds, the third from
+    // a no-access page awaiting its tags: every client page is
+    // execute-never, so each is an instruction abort (a permission fault on
+    // a mapped page), never code that runs, nor a lazy-tagging fault.
+    for (run, page) in [(2, 200u64), (3, 5)] {
+        let at = 0x4c00_0000u64 + page * 4096;
+        assert!(
+            r.trace
+                .contains(&format!("client_rogue: run {run}: running code from")),
+            "{}",
+            r.trace
+        );
+        assert!(
+            r.trace.contains(&format!(
+                "client_rogue took an instruction abort at {at:#x} (pc {at:#x}, FSR 0xf): its pages are execute-never"
+            )),
+            "run {run}: no instruction abort at {at:#x}:\n{}",
+            r.trace
+        );
+    }
+    assert_eq!(r.client_counter("client_rogue", "code_ran"), 0);
+    assert_eq!(r.client_counter("client_rogue", "setup_failed"), 0);
     let last = r
         .trace
         .lines()

@@ -38,14 +38,44 @@ fn say(args: core::fmt::Arguments) {
     print_line(line.as_str());
 }
 
+/// The regions whose Untypeds the initial task hands over, by their
+/// `<setvar region_paddr>` symbols: the name of each, and its physical
+/// address (0 if system.xml gives the server no such setvar).
+fn handed_over() -> [(&'static str, u64); 3] {
+    [
+        (
+            "data_pool",
+            *sel4_microkit::var!(#[used(linker)] data_pool_paddr: usize = 0) as u64,
+        ),
+        (
+            "tag_storage",
+            *sel4_microkit::var!(#[used(linker)] tag_storage_paddr: usize = 0) as u64,
+        ),
+        (
+            SERVER_OBJECTS,
+            *sel4_microkit::var!(#[used(linker)] server_objects_paddr: usize = 0) as u64,
+        ),
+    ]
+}
+
+/// The region of the server's own kernel objects (never part of the pool).
+const SERVER_OBJECTS: &str = "server_objects";
+
+/// The slot of the Untyped for the region at `paddr`. The initial task puts
+/// the Untypeds from `POOL_UNTYPED_FIRST` on in address order
+/// (`tools/sel4/initialiser`), so the slot is the region's rank among them.
+/// Provisioning then checks that each Untyped is its region: frames retyped
+/// from it must be at the region's addresses.
+fn untyped_slot(paddr: u64) -> Option<u64> {
+    let given = handed_over();
+    if paddr == 0 || !given.iter().any(|(_, p)| *p == paddr) {
+        return None;
+    }
+    let below = given.iter().filter(|(_, p)| *p != 0 && *p < paddr).count();
+    Some(POOL_UNTYPED_FIRST + below as u64)
+}
+
 fn server() -> memory_server::MemoryServer<Sel4Machine> {
-    // The physical addresses of the Untypeds, in the order of the server's
-    // `<setvar region_paddr>` (data pool, tag storage, server objects).
-    let _ = (
-        *sel4_microkit::var!(#[used(linker)] data_pool_paddr: usize = 0),
-        *sel4_microkit::var!(#[used(linker)] tag_storage_paddr: usize = 0),
-        *sel4_microkit::var!(#[used(linker)] server_objects_paddr: usize = 0),
-    );
     match machine() {
         Ok(machine) => {
             let p = machine.provisioned();
@@ -89,6 +119,13 @@ fn server() -> memory_server::MemoryServer<Sel4Machine> {
 /// Why the machine could not be made.
 enum NoMachine {
     Region(&'static str),
+    /// No Untyped was handed over for a region of the device tree.
+    NoUntyped {
+        what: &'static str,
+        base: u64,
+    },
+    /// The server's objects are not given, or lie in the pool.
+    Objects(u64),
     Platform(tagloan_platform::PlatformError),
     Table(tagloan_proto::TableError),
     TooBig(&'static str),
@@ -99,6 +136,18 @@ impl core::fmt::Display for NoMachine {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             NoMachine::Region(name) => write!(f, "region `{name}` is not mapped"),
+            NoMachine::NoUntyped { what, base } => write!(
+                f,
+                "the device tree has {what} at {base:#x}, and no Untyped was handed over there: give the memory server a `<setvar region_paddr>` for the memory_region at phys_addr {base:#x} in system.xml"
+            ),
+            NoMachine::Objects(0) => write!(
+                f,
+                "no Untyped for the server's kernel objects: give the memory server `<setvar symbol=\"server_objects_paddr\" region_paddr=\"{SERVER_OBJECTS}\" />` in system.xml"
+            ),
+            NoMachine::Objects(paddr) => write!(
+                f,
+                "the server's kernel objects ({SERVER_OBJECTS}, at {paddr:#x}) lie in a pool region of the device tree: move them out of the pool in system.xml"
+            ),
             NoMachine::Platform(e) => write!(f, "device tree: {e}"),
             NoMachine::Table(e) => write!(f, "{e}"),
             NoMachine::TooBig(what) => write!(f, "too many {what}"),
@@ -112,8 +161,9 @@ fn machine() -> Result<Sel4Machine, NoMachine> {
     let env = Sel4Env::new(&regions);
     let dtb = env.region("dtb").ok_or(NoMachine::Region("dtb"))?;
     let platform = tagloan_platform::parse(dtb, true).map_err(NoMachine::Platform)?;
-    // Each region's data Untyped, then its tag storage's, as the initial
-    // task handed them over; the server's own objects last.
+    // Each region of the device tree, data and tag storage, with the
+    // Untyped handed over at its address; a tag node that failed validation
+    // gives no tag storage region (reuse off), and its Untyped stays unused.
     let mut pool = [PoolRegion {
         untyped_slot: 0,
         base: 0,
@@ -126,8 +176,16 @@ fn machine() -> Result<Sel4Machine, NoMachine> {
             if count == MAX_POOL_REGIONS {
                 return Err(NoMachine::TooBig("pool regions"));
             }
+            let untyped_slot = untyped_slot(base * 4096).ok_or(NoMachine::NoUntyped {
+                what: if tag_storage {
+                    "tag storage"
+                } else {
+                    "data memory"
+                },
+                base: base * 4096,
+            })?;
             pool[count] = PoolRegion {
-                untyped_slot: POOL_UNTYPED_FIRST + count as u64,
+                untyped_slot,
                 base,
                 frames: frames as u32,
                 tag_storage,
@@ -140,7 +198,18 @@ fn machine() -> Result<Sel4Machine, NoMachine> {
             add(tags.base, tags.frames, true)?;
         }
     }
-    let objects_slot = POOL_UNTYPED_FIRST + count as u64;
+    let objects = handed_over()
+        .iter()
+        .find(|(name, _)| *name == SERVER_OBJECTS)
+        .map_or(0, |(_, paddr)| *paddr);
+    let in_pool = pool[..count].iter().any(|r| {
+        let base = r.base * 4096;
+        (base..base + u64::from(r.frames) * 4096).contains(&objects)
+    });
+    let objects_slot = match untyped_slot(objects) {
+        Some(slot) if !in_pool => slot,
+        _ => return Err(NoMachine::Objects(objects)),
+    };
     let table = tagloan_proto::ClientTable::parse(
         env.region("client_table")
             .ok_or(NoMachine::Region("client_table"))?,
@@ -154,6 +223,23 @@ fn machine() -> Result<Sel4Machine, NoMachine> {
         };
     }
     let windows = &windows[..table.clients.len()];
+    // What each Untyped handed over is used for.
+    let mut line = tagloan_microkit::DebugLine::new();
+    let _ = core::fmt::Write::write_str(&mut line, "memory_server: Untypeds:");
+    for (name, paddr) in handed_over().iter().filter(|(_, p)| *p != 0) {
+        let slot = untyped_slot(*paddr).unwrap_or(0);
+        let role = match pool[..count].iter().find(|r| r.untyped_slot == slot) {
+            Some(r) if r.tag_storage => "tag storage",
+            Some(_) => "data memory",
+            None if slot == objects_slot => "the server's kernel objects",
+            None => "unused: no valid region of the device tree is there",
+        };
+        let _ = core::fmt::Write::write_fmt(
+            &mut line,
+            format_args!(" {name} at {paddr:#x} in slot {slot}: {role};"),
+        );
+    }
+    print_line(line.as_str());
     if Sel4Machine::pages_needed(windows) > MAX_WINDOW_PAGES {
         return Err(NoMachine::TooBig("window pages"));
     }
