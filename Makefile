@@ -5,7 +5,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run map bench check assure test test-rust test-mte test-assure test-fuzz test-sel4 test-sel4-mte test-qemu-mte sdk-mte qemu-mte cross image qemu platforms lint fmt clean
+.PHONY: all deps build run map bench check assure test test-rust test-mte test-assure test-fuzz test-sel4 test-sel4-mte test-sel4test test-qemu-mte sdk-mte qemu-mte cross image qemu platforms lint fmt clean
 
 all: build
 
@@ -16,10 +16,13 @@ all: build
 # boots the seL4 image and libclang-dev serves rust-sel4's bindgen; cmake,
 # ninja, xmllint and patch build the patched seL4 SDK (make sdk-mte); spin
 # checks the fault protocol's model (make test-assure); glib, libfdt, zlib,
-# pkg-config, python3-venv and bzip2 build the carve-out QEMU (make qemu-mte).
+# pkg-config, python3-venv and bzip2 build the carve-out QEMU (make qemu-mte);
+# cmake, ninja, the aarch64 C and C++ compilers, device-tree-compiler,
+# libxml2-utils, cpio and protobuf-compiler build sel4test (make test-sel4test).
 APT_PACKAGES := device-tree-compiler gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user binutils \
 	qemu-system-arm libclang-dev cmake ninja-build libxml2-utils patch spin \
-	libglib2.0-dev libfdt-dev zlib1g-dev pkg-config python3-venv bzip2
+	libglib2.0-dev libfdt-dev zlib1g-dev pkg-config python3-venv bzip2 \
+	g++-aarch64-linux-gnu cpio protobuf-compiler
 RUST_TARGETS := aarch64-unknown-linux-gnu aarch64-unknown-none
 
 deps:
@@ -74,7 +77,7 @@ bench: platforms
 # the seL4 boot test (SKIPPED without MICROKIT_SDK), and MTE on seL4 with
 # our kernel patches (SKIPPED without the seL4 and Microkit sources).
 # TAGLOAN_CASES and TAGLOAN_SEED change the property run.
-test: platforms test-mte cross test-rust test-assure test-fuzz test-sel4 test-qemu-mte test-sel4-mte
+test: platforms test-mte cross test-rust test-assure test-fuzz test-sel4 test-qemu-mte test-sel4-mte test-sel4test
 
 # The hardware MTE test: real IRG/STG/LDG/DC GZVA under qemu-aarch64 -cpu max.
 # Where the cross tools are missing it says SKIPPED; TAGLOAN_REQUIRE_MTE=1
@@ -133,6 +136,13 @@ qemu:
 # turns that into a failure.
 test-sel4: platforms
 	tests/sel4/boot-test
+
+# seL4's own test suite (sel4test 16.0.0) on our kernel patch, three
+# configurations: the option off, on without MTE (cortex-a53), on with MTE;
+# with our MTE tests. SEL4TEST_SRC and SEL4_SRC (default ../shared/sel4/src/);
+# SKIPPED without them, a failure with TAGLOAN_REQUIRE_SEL4=1.
+test-sel4test:
+	tests/sel4/sel4test
 
 # A Microkit SDK whose kernel gives user threads MTE: seL4 16.0.0 and
 # Microkit 2.3.0 (SEL4_SRC, MICROKIT_SRC: tarballs or directories; default
